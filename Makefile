@@ -1,0 +1,47 @@
+# pvs-bridge: `make demo` and `make test` work on a fresh clone; both set up .venv first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: demo test lint format unit lab bench chaos clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv python3-dev gcc >/dev/null; \
+	  $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,speed]'
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/pvs-bridge demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check bridge tests bench
+	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/mypy
+	cd ansible && ../$(BIN)/ansible-lint --offline
+	cd ansible && ../$(BIN)/ansible-playbook --syntax-check -i inventory.example.ini site.yml
+
+format: $(STAMP)
+	$(BIN)/ruff format bridge tests bench
+	$(BIN)/ruff check --fix bridge tests bench
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lab: $(STAMP)
+	bash deploy/lab/run.sh
+
+test: lint unit lab
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_hit.py
+
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

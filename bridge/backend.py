@@ -1,0 +1,52 @@
+"""How an allowed request is answered from the PVS: the seam between cache and upstream.
+
+The cache asks a Backend for an Answer to a ProxyRequest; the backend knows which
+upstream call produces it and how long that call may take. Legacy firmware is a
+straight pass-through of the canonical target.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bridge.answer import Answer
+from bridge.policy import ProxyRequest
+from bridge.upstream import Upstream
+
+
+class Backend(Protocol):
+    """Produces the answer to one allowed request, through the upstream gate."""
+
+    async def fetch(self, request: ProxyRequest) -> Answer:
+        """Fetch the answer (raises UpstreamError on failure)."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """What /health shows about the backend."""
+        ...
+
+
+class PassThrough:
+    """Legacy firmware: send the canonical target as it is and keep the PVS's answer."""
+
+    def __init__(self, upstream: Upstream, *, timeout: float, slow_timeout: float) -> None:
+        self.upstream = upstream
+        self.timeout = timeout
+        self.slow_timeout = slow_timeout
+
+    def timeout_for(self, request: ProxyRequest) -> float:
+        """DeviceList can take minutes on a busy PVS; everything else gets the default."""
+        return self.slow_timeout if request.route.slow else self.timeout
+
+    async def fetch(self, request: ProxyRequest) -> Answer:
+        """One upstream GET of the canonical target."""
+        return await self.upstream.fetch(
+            request.target,
+            name=request.name,
+            timeout=self.timeout_for(request),
+            expect_json=not request.route.write,
+        )
+
+    def describe(self) -> dict[str, object]:
+        """Legacy pass-through has nothing more to say."""
+        return {"firmware": "legacy", "mode": "pass-through"}

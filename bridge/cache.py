@@ -1,0 +1,267 @@
+"""Answers kept in memory: single-flight, refresh-ahead, stale-if-error, maximum staleness.
+
+The cache never talks to the PVS itself; it calls the `fetch` it was given (which goes
+through the one upstream gate). Rules it keeps:
+- identical concurrent requests share one fetch (single-flight);
+- a fresh entry is a HIT; an expired one that is not older than `max_stale` is served at
+  once as STALE while one shared refresh runs; older data is never served;
+- REFRESH-class entries (DeviceList) are refreshed in the background shortly before they
+  expire, at most once per TTL, while clients keep asking, and no longer once they stop;
+- a suspicious answer (see `sanity`) never replaces good data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cachetools import TLRUCache
+
+from bridge.answer import Answer
+from bridge.clock import Clock
+from bridge.policy import CacheClass, ProxyRequest
+from bridge.sanity import suspicious_change
+from bridge.upstream import BadAnswer, UpstreamError
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[ProxyRequest], Awaitable[Answer]]
+
+
+class TooStale(UpstreamError):
+    """Upstream failed and the last good answer is older than the maximum staleness."""
+
+    status = 504
+    kind = "too_stale"
+
+    def __init__(self, cause: UpstreamError, age: float | None) -> None:
+        where = "no answer was ever received" if age is None else f"the last good answer is {age:.0f} s old"
+        super().__init__(f"{cause.message}; {where}", retry_after=cause.retry_after)
+        self.cause = cause
+        self.age = age
+
+
+class Rejected(UpstreamError):
+    """The PVS answered 2xx, but the answer looks broken compared with the last good one."""
+
+    status = 502
+    kind = "rejected"
+
+
+@dataclass
+class Entry:
+    """A good answer, how long it stays fresh, and when a client last asked for it."""
+
+    request: ProxyRequest
+    answer: Answer
+    ttl: float
+    last_access: float
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a client gets: the answer, HIT/STALE/MISS, its age and remaining freshness."""
+
+    answer: Answer
+    state: str
+    age: float
+    fresh_for: float
+    warning: str | None = None
+
+
+class AnswerCache:
+    """The in-memory cache of PVS answers, bounded in entries and in age."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        fetch: Fetch,
+        ttl_for: Callable[[ProxyRequest], float],
+        *,
+        max_entries: int,
+        max_stale: float,
+        idle_after: float,
+    ) -> None:
+        self.clock = clock
+        self._fetch = fetch
+        self._ttl_for = ttl_for
+        self.max_stale = max_stale
+        self.idle_after = idle_after
+        # Entries vanish once they are too old to be served even as stale data.
+        self._entries: TLRUCache[str, Entry] = TLRUCache(
+            maxsize=max_entries,
+            ttu=lambda _key, entry, _now: entry.answer.fetched_at + max(entry.ttl, max_stale),
+            timer=clock.monotonic,
+        )
+        self._in_flight: dict[str, asyncio.Task[Answer]] = {}
+        self._refreshers: dict[str, asyncio.Task[None]] = {}
+        self._last_refresh_start: dict[str, float] = {}
+        self._last_good_at: dict[str, float] = {}  # survives eviction, for error messages
+        self.counts: Counter[str] = Counter()
+        self.rejections: list[tuple[float, str, str]] = []  # (wall time, key, why), last few
+        self.closed = False
+
+    async def get(self, request: ProxyRequest) -> Lookup:
+        """Answer from memory when possible; otherwise wait for the one shared fetch."""
+        key = request.target
+        now = self.clock.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.last_access = now
+            age = now - entry.answer.fetched_at
+            if age < entry.ttl:
+                if request.route.cache is CacheClass.REFRESH:
+                    self._ensure_refresher(entry)
+                self.counts["HIT"] += 1
+                return Lookup(entry.answer, "HIT", age, entry.ttl - age)
+            if age <= self.max_stale:
+                self._revalidate(entry)
+                self.counts["STALE"] += 1
+                return Lookup(entry.answer, "STALE", age, 0.0, self._stale_warning())
+        try:
+            answer = await asyncio.shield(self._shared_fetch(request))
+        except BadAnswer:
+            raise  # the PVS's own answer; the caller decides whether to pass it on
+        except UpstreamError as error:
+            last = self._last_good_at.get(key)
+            raise TooStale(error, None if last is None else self.clock.monotonic() - last) from None
+        self.counts["MISS"] += 1
+        stored = self._entries.get(key)
+        if stored is not None and request.route.cache is CacheClass.REFRESH:
+            stored.last_access = self.clock.monotonic()
+            self._ensure_refresher(stored)
+        return Lookup(answer, "MISS", self.clock.monotonic() - answer.fetched_at, self._ttl_for(request))
+
+    async def prefetch(self, request: ProxyRequest) -> None:
+        """Fill the cache without counting as client interest (used to warm up at start)."""
+        try:
+            await self._shared_fetch(request)
+        except UpstreamError as error:
+            log.info("warm-up of %s failed: %s", request.name, error.message)
+
+    def _stale_warning(self) -> str:
+        return '110 pvs-bridge "Response is Stale"'
+
+    def _shared_fetch(self, request: ProxyRequest) -> asyncio.Task[Answer]:
+        key = request.target
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch_and_store(request), name=f"fetch {key}")
+            self._in_flight[key] = task
+            task.add_done_callback(lambda done: self._fetch_done(key, done))
+        return task
+
+    def _fetch_done(self, key: str, task: asyncio.Task[Answer]) -> None:
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here so a refresh nobody awaits logs nothing
+
+    async def _fetch_and_store(self, request: ProxyRequest) -> Answer:
+        answer = await self._fetch(request)
+        if not answer.ok or request.route.cache is CacheClass.NEVER:
+            return answer
+        key = request.target
+        previous = self._entries.get(key)
+        why = suspicious_change(request.name, answer.body, previous.answer.body if previous else None)
+        if why is not None:
+            self.counts["rejected"] += 1
+            self.rejections = [*self.rejections[-9:], (self.clock.wall(), key, why)]
+            log.warning("kept the previous %s: new answer %s", request.name, why)
+            raise Rejected(f"{request.name} answer rejected: {why}")
+        last_access = previous.last_access if previous else float("-inf")
+        self._entries[key] = Entry(request, answer, self._ttl_for(request), last_access)
+        self._last_good_at[key] = answer.fetched_at
+        if len(self._last_good_at) > 4 * (self._entries.maxsize or 1):
+            self._last_good_at.clear()  # bounded: only a hint for error messages
+        return answer
+
+    def _revalidate(self, entry: Entry) -> None:
+        """Start one background refresh of an expired entry (unless one is on its way)."""
+        if self.closed:
+            return
+        if entry.request.route.cache is CacheClass.REFRESH:
+            self._ensure_refresher(entry)
+        elif entry.request.target not in self._in_flight:
+            self._shared_fetch(entry.request)
+
+    def _ensure_refresher(self, entry: Entry) -> None:
+        key = entry.request.target
+        if self.closed or key in self._refreshers:
+            return
+        task = asyncio.create_task(self._refresh_loop(entry.request), name=f"refresh {key}")
+        self._refreshers[key] = task
+        task.add_done_callback(lambda _t: self._refreshers.pop(key, None))
+
+    async def _refresh_loop(self, request: ProxyRequest) -> None:
+        """Keep one entry fresh while clients ask for it; stop once they have gone quiet."""
+        key = request.target
+        while not self.closed:
+            entry = self._entries.get(key)
+            now = self.clock.monotonic()
+            if entry is None or now - entry.last_access > self.idle_after:
+                log.debug("refresh-ahead of %s stops: no client asked recently", request.name)
+                return
+            due = self._refresh_due(entry, now)
+            if due > now:
+                await self.clock.sleep(due - now)
+                continue
+            self._last_refresh_start[key] = now
+            try:
+                await asyncio.shield(self._shared_fetch(request))
+            except UpstreamError:
+                pass  # counted by the upstream and the breaker; the loop waits them out
+
+    def _refresh_due(self, entry: Entry, now: float) -> float:
+        """When the next refresh should start: ahead of expiry, never twice within a TTL."""
+        key = entry.request.target
+        lead = min(entry.answer.elapsed + 1.0, entry.ttl / 2)
+        due = entry.answer.fetched_at + entry.ttl - lead
+        due = max(due, self._last_refresh_start.get(key, float("-inf")) + entry.ttl)
+        wait = self._breaker_wait()
+        return max(due, now + wait) if wait > 0 else due
+
+    # Set by the app so the refresher follows the same backoff as every other caller.
+    _breaker_wait: Callable[[], float] = staticmethod(lambda: 0.0)
+
+    def follow_backoff(self, wait: Callable[[], float]) -> None:
+        """Make the refresh loop wait whenever the upstream breaker holds attempts."""
+        self._breaker_wait = wait
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Each entry's age and state, for /health."""
+        now = self.clock.monotonic()
+        rows: list[dict[str, object]] = []
+        for key, entry in list(self._entries.items()):
+            age = now - entry.answer.fetched_at
+            rows.append(
+                {
+                    "key": key,
+                    "name": entry.request.name,
+                    "age_s": round(age, 1),
+                    "ttl_s": entry.ttl,
+                    "state": "fresh" if age < entry.ttl else "stale",
+                    "bytes": len(entry.answer.body),
+                    "refresh_ahead": key in self._refreshers,
+                }
+            )
+        return rows
+
+    def servable(self) -> bool:
+        """Whether any entry can still be served (fresh or within the maximum staleness)."""
+        now = self.clock.monotonic()
+        return any(
+            now - entry.answer.fetched_at <= max(entry.ttl, self.max_stale)
+            for entry in list(self._entries.values())
+        )
+
+    async def close(self) -> None:
+        """Stop every background refresh and wait for in-flight fetches to end."""
+        self.closed = True
+        tasks = [*self._refreshers.values(), *self._in_flight.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

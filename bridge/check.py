@@ -1,0 +1,75 @@
+"""`pvs-bridge check`: diagnose an installation, one line per fact, exit 1 on any failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bridge import interfaces
+from bridge.app import resolve_upstream_url
+from bridge.config import Config, parse_hostport
+
+
+def _default_route_interfaces(route_table: Path = Path("/proc/net/route")) -> list[tuple[str, str]]:
+    """(interface, gateway) of every IPv4 default route."""
+    found: list[tuple[str, str]] = []
+    try:
+        lines = route_table.read_text().splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "00000000":
+            gateway = bytes.fromhex(fields[2])[::-1]
+            found.append((fields[0], ".".join(str(octet) for octet in gateway)))
+    return found
+
+
+async def run(cfg: Config) -> int:
+    """Print what is right and wrong; 0 when everything checked out."""
+    problems = 0
+
+    def report(ok: bool, text: str) -> None:
+        nonlocal problems
+        problems += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {text}")
+
+    upstream = resolve_upstream_url(cfg)
+    host = urlsplit(upstream).hostname
+    side = interfaces.pvs_side(cfg["upstream"]["interface"], host)
+    report(side is not None, "PVS-side interface: " + (
+        f"{side.name} {side.address} ({side.network})" if side else "none found on 172.27.0.0/16"))
+    defaults = _default_route_interfaces()
+    via_pvs = [item for item in defaults if side is not None and item[0] == side.name]
+    report(not via_pvs, "default route not via the PVS: " + (
+        ", ".join(f"{name} via {gw}" for name, gw in defaults) or "no default route"))
+    try:
+        forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    except OSError:
+        forwarding = "?"
+    report(forwarding == "0", f"IPv4 forwarding off (ip_forward={forwarding})")
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
+            async with session.get(f"{upstream}/cgi-bin/dl_cgi/supervisor/info") as response:
+                body = await response.read()
+            info = json.loads(body).get("supervisor", {}) if response.status == 200 else {}
+            report(response.status == 200, f"PVS at {upstream} answers supervisor/info: "
+                   f"HTTP {response.status} {info.get('MODEL', '')} {info.get('SWVER', '')}".rstrip())
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            report(False, f"PVS at {upstream} unreachable: {error or type(error).__name__}")
+        listen_host, port = parse_hostport(cfg["server"]["listen"][0], "server.listen")
+        local = "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host
+        try:
+            async with session.get(f"http://{local}:{port}/health") as response:
+                health = json.loads(await response.read())
+            report(health.get("status") != "down",
+                   f"bridge on port {port}: status {health.get('status')} "
+                   + "; ".join(health.get("reasons", [])))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            report(False, f"bridge not answering on {local}:{port}: {error or type(error).__name__}")
+    print("check: " + ("all good" if problems == 0 else f"{problems} problem(s)"))
+    return 0 if problems == 0 else 1

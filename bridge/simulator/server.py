@@ -1,0 +1,214 @@
+"""The simulator's HTTP side: dl_cgi as the PVS serves it, plus `/_sim/*` for tests.
+
+It behaves like the device where clients can notice: lighttpd's Server header, the
+cJSON print layout, a slow DeviceList, a 403 JSON body for commands it does not know.
+`GET /_sim/stats` counts what it received and the most requests it was ever serving at
+once, which is how tests prove the bridge never sends the PVS two requests together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from bridge.clock import Clock
+from bridge.simulator import cjson, legacy
+from bridge.simulator.model import Site
+
+SERVER_HEADER = "lighttpd/1.4.35"
+FORBIDDEN_BODY = b'{ "status":403, "error" : "Unauthorized", "path":"" }\n'
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class SimulatorOptions:
+    """How the simulated PVS looks and behaves."""
+
+    inverters: int = 12
+    latency: float = 2.0  # DeviceList; other commands take a tenth of it
+    firmware: str = "legacy"
+    serial: str = "ZT01234567890ABCDE"
+    model: str = "PVS6"
+    swver: str = "2024.6, Build 61707"
+    build: int = 61707
+    session_ttl: float = 300.0
+
+
+@dataclass
+class Stats:
+    """What the simulator received: per command/path, in total, and at most at once."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    total: int = 0
+    current: int = 0
+    max_concurrent: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The `/_sim/stats` document."""
+        return {
+            "requests": dict(self.requests),
+            "total": self.total,
+            "max_concurrent": self.max_concurrent,
+            "current": self.current,
+        }
+
+
+def pvs_json(document: Any, status: int = 200) -> web.Response:
+    """An answer as the PVS prints it: cJSON layout, application/json."""
+    return web.Response(
+        status=status, body=cjson.dumps(document).encode(), content_type="application/json"
+    )
+
+
+def request_name(request: web.Request) -> str:
+    """What /_sim/stats counts a request as: its Command, its dl_cgi path, or its path."""
+    if request.path == "/cgi-bin/dl_cgi":
+        return request.query.get("Command", "(no command)")
+    prefix = "/cgi-bin/dl_cgi/"
+    if request.path.startswith(prefix):
+        return request.path[len(prefix) :]
+    return request.path
+
+
+class Simulator:
+    """A fake PVS: build with options, then serve `app()`."""
+
+    def __init__(self, options: SimulatorOptions | None = None, clock: Clock | None = None) -> None:
+        self.options = options or SimulatorOptions()
+        self.clock = clock or Clock()
+        self.site = Site(
+            self.clock, self.options.inverters, serial=self.options.serial, model=self.options.model
+        )
+        self.stats = Stats()
+
+    def app(self) -> web.Application:
+        """The aiohttp application serving this simulated PVS."""
+        app = web.Application(middlewares=[self._count])
+        app.on_response_prepare.append(_server_header)
+        app.router.add_get("/_sim/stats", self._stats)
+        app.router.add_post("/_sim/stats/reset", self._reset_stats)
+        app.router.add_route("*", "/cgi-bin/dl_cgi", self._dl_cgi)
+        app.router.add_route("*", "/cgi-bin/dl_cgi/{tail:.*}", self._dl_cgi_path)
+        return app
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count every non-control request and how many are being served at once."""
+        if request.path.startswith("/_sim/"):
+            return await handler(request)
+        stats = self.stats
+        stats.requests[request_name(request)] += 1
+        stats.total += 1
+        stats.current += 1
+        stats.max_concurrent = max(stats.max_concurrent, stats.current)
+        try:
+            return await handler(request)
+        finally:
+            stats.current -= 1
+
+    async def _stats(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.stats.as_json())
+
+    async def _reset_stats(self, _request: web.Request) -> web.Response:
+        self.stats = Stats()
+        return web.json_response(self.stats.as_json())
+
+    async def _delay(self, slow: bool) -> None:
+        latency = self.options.latency if slow else self.options.latency / 10
+        if latency > 0:
+            await asyncio.sleep(latency)
+
+    async def _dl_cgi(self, request: web.Request) -> web.Response:
+        command = request.query.get("Command", "")
+        opts, site = self.options, self.site
+        await self._delay(command == "DeviceList")
+        answers: dict[str, Callable[[], Any]] = {
+            "DeviceList": lambda: legacy.device_list(site, opts.swver),
+            "Start": lambda: legacy.start(site, opts.swver),
+            "Stop": lambda: {"result": "succeed"},
+            "Get_Comm": lambda: legacy.get_comm(site),
+            "CheckFW": lambda: {"url": "none"},
+            "GridProfileGet": legacy.grid_profile,
+            "GetDiscoveryProgress": lambda: legacy.discovery_progress(site),
+            "GetCellPurchased": lambda: {"result": "succeed", "cellpurchased": False},
+        }
+        if command == "DeviceDetails":
+            found = legacy.device_details(site, request.query.get("SerialNumber", ""), opts.swver)
+            if found is None:
+                return pvs_json({"result": "error", "msg": "Device not found"})
+            return pvs_json(found)
+        if command in answers:
+            return pvs_json(answers[command]())
+        return web.Response(status=403, body=FORBIDDEN_BODY, content_type="application/json")
+
+    async def _dl_cgi_path(self, request: web.Request) -> web.Response:
+        tail = request.match_info["tail"]
+        opts, site = self.options, self.site
+        await self._delay(tail == "devices/list")
+        answers: dict[str, Callable[[], Any]] = {
+            "supervisor/info": lambda: legacy.supervisor_info(site, opts.swver, opts.build),
+            "communication/interfaces": lambda: {
+                "result": "succeed",
+                "interfaces": legacy.get_comm(site)["networkstatus"]["interfaces"],
+            },
+            "devices/list": lambda: legacy.device_list(site, opts.swver),
+            "energy-storage-system/status": lambda: {
+                "result": "succeed",
+                "ess_report": {"battery_status": [], "ess_status": [], "hub_plus_status": {}},
+            },
+            "network/interfaces": lambda: {
+                "result": "succeed",
+                "interfaces": legacy.get_comm(site)["networkstatus"]["interfaces"],
+            },
+            "network/powerProduction": lambda: {
+                "result": "succeed",
+                "power_production": "on" if site.production_kw(site.clock.wall()) else "off",
+            },
+        }
+        if tail in answers:
+            return pvs_json(answers[tail]())
+        return web.Response(
+            status=404,
+            text="<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<html><body>404 - Not Found</body></html>\n",
+            content_type="text/html",
+        )
+
+
+def build(options: SimulatorOptions, clock: Clock | None = None) -> Simulator:
+    """The simulator for the options' firmware."""
+    return Simulator(options, clock)
+
+
+async def _server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
+async def start(
+    simulator: Simulator, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, str]:
+    """Serve the simulator; returns the runner (for cleanup) and its base URL.
+
+    Handlers are cancelled when a client hangs up, as lighttpd kills a CGI whose client
+    went away, so a request the bridge abandoned does not linger as "concurrent".
+    """
+    runner = web.AppRunner(simulator.app(), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # the bound socket, to learn an OS-chosen port
+    sockets = getattr(server, "sockets", None) or []
+    bound_port = sockets[0].getsockname()[1] if sockets else port
+    shown = f"[{host}]" if ":" in host else host
+    return runner, f"http://{shown}:{bound_port}"
+
+
+def stats_from(body: bytes) -> dict[str, Any]:
+    """Parse a `/_sim/stats` body (a helper for tests and benchmarks)."""
+    document: dict[str, Any] = json.loads(body)
+    return document
