@@ -151,8 +151,15 @@ async def test_gate_queue_is_bounded_with_503_and_retry_after(
 ) -> None:
     sim = await start_simulator(latency=2.0)  # other commands take 0.2 s
     bridge = await start_bridge(sim.url, upstream={"queue_limit": 2})
-    names = ["Start", "Stop", "Get_Comm", "GridProfileGet", "GetDiscoveryProgress",
-             "GetCellPurchased", "CheckFW"]
+    names = [
+        "Start",
+        "Stop",
+        "Get_Comm",
+        "GridProfileGet",
+        "GetDiscoveryProgress",
+        "GetCellPurchased",
+        "CheckFW",
+    ]
     responses = await asyncio.gather(
         *(bridge.get(f"/cgi-bin/dl_cgi?Command={name}") for name in names)
     )

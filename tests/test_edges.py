@@ -1,0 +1,119 @@
+"""CORS for browsers, per-client rate limits, /health and /metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.clock import FakeClock
+from bridge.ratelimit import RateLimiter
+from tests.conftest import DEVICE_LIST, BridgeFactory, RunningSimulator
+
+UNREACHABLE = "http://127.0.0.1:9"  # discard port on loopback: nothing listens there
+
+
+@pytest.mark.parametrize("origin", ["http://dashboard.lan:3000", "null"])
+async def test_cors_lets_a_browser_page_read_devicelist(
+    simulator: RunningSimulator, start_bridge: BridgeFactory, origin: str
+) -> None:
+    # "null" is what a page opened from file:// sends.
+    bridge = await start_bridge(simulator.url)
+    response = await bridge.get(DEVICE_LIST, headers={"Origin": origin})
+    assert response.status == 200
+    assert response.headers["Access-Control-Allow-Origin"] in (origin, "*")
+    exposed = response.headers["Access-Control-Expose-Headers"]
+    assert "X-Cache" in exposed
+    assert "Age" in exposed
+    preflight = await bridge.options(
+        DEVICE_LIST,
+        headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status == 200
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+    assert (await simulator.stats())["requests"] == {"DeviceList": 1}
+
+
+async def test_cors_origins_can_be_restricted(
+    simulator: RunningSimulator, start_bridge: BridgeFactory
+) -> None:
+    bridge = await start_bridge(simulator.url, cors={"origins": ["http://ha.lan:8123"]})
+    allowed = await bridge.get(DEVICE_LIST, headers={"Origin": "http://ha.lan:8123"})
+    other = await bridge.get(DEVICE_LIST, headers={"Origin": "http://evil.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://ha.lan:8123"
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_rate_limit_answers_429_json_with_retry_after_then_recovers(
+    simulator: RunningSimulator, start_bridge: BridgeFactory
+) -> None:
+    clock = FakeClock()
+    bridge = await start_bridge(
+        simulator.url, clock=clock, rate_limit={"enabled": True, "rate": 1.0, "burst": 3}
+    )
+    statuses = [(await bridge.get(DEVICE_LIST)).status for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    limited = await bridge.get(DEVICE_LIST)
+    assert limited.status == 429
+    assert limited.headers["Retry-After"] == "1"
+    body = await limited.json()
+    assert body["error"] == "rate_limited"
+    await clock.advance(1.0)
+    assert (await bridge.get(DEVICE_LIST)).status == 200
+    assert await simulator.count("DeviceList") == 1
+
+
+async def test_rate_limiter_memory_is_bounded() -> None:
+    limiter = RateLimiter(FakeClock(), rate=1.0, burst=1, max_clients=100)
+    for index in range(1000):
+        limiter.retry_after(f"10.0.{index // 256}.{index % 256}")
+    assert limiter.tracked == 100
+
+
+async def test_health_reports_ok_with_cache_ages_and_interfaces(
+    simulator: RunningSimulator, start_bridge: BridgeFactory
+) -> None:
+    clock = FakeClock()
+    bridge = await start_bridge(simulator.url, clock=clock)
+    before = await (await bridge.get("/health")).json()
+    assert before["status"] == "degraded"  # not reached the PVS yet: not "ok"
+    await bridge.get(DEVICE_LIST)
+    await clock.advance(4.0)
+    response = await bridge.get("/health")
+    document = await response.json()
+    assert response.status == 200
+    assert document["status"] == "ok"
+    assert document["upstream"]["url"] == simulator.url
+    assert document["upstream"]["reachable"] is True
+    assert document["upstream"]["consecutive_failures"] == 0
+    (entry,) = document["cache"]["entries"]
+    assert (entry["name"], entry["age_s"], entry["state"]) == ("DeviceList", 4.0, "fresh")
+    assert "pvs_side" in document["interfaces"]
+    assert isinstance(document["interfaces"]["lan"], list)
+    assert document["version"]
+
+
+async def test_health_is_down_503_when_nothing_can_be_served(start_bridge: BridgeFactory) -> None:
+    bridge = await start_bridge(UNREACHABLE)
+    failed = await bridge.get(DEVICE_LIST)
+    assert failed.status in (502, 504)
+    body = await failed.json()
+    assert body["last_good_age_s"] is None
+    assert "no answer was ever received" in body["message"]
+    response = await bridge.get("/health")
+    document = await response.json()
+    assert response.status == 503
+    assert document["status"] == "down"
+    assert document["upstream"]["last_error"]["kind"] == "unreachable"
+    assert any("PVS failing" in reason for reason in document["reasons"])
+
+
+async def test_metrics_are_prometheus_text(
+    simulator: RunningSimulator, start_bridge: BridgeFactory
+) -> None:
+    bridge = await start_bridge(simulator.url)
+    await bridge.get(DEVICE_LIST)
+    await bridge.get(DEVICE_LIST)
+    text = await (await bridge.get("/metrics")).text()
+    assert 'pvs_bridge_upstream_requests_total{name="DeviceList"} 1' in text
+    assert 'pvs_bridge_responses_total{cache="HIT",status="200"} 1' in text
+    assert 'pvs_bridge_responses_total{cache="MISS",status="200"} 1' in text
+    assert "pvs_bridge_up 1" in text
