@@ -102,7 +102,7 @@ async def wait_idle(client: TestClient[web.Request, web.Application], limit: flo
     cache = client.app[CACHE]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while cache._in_flight and loop.time() < deadline:
+    while cache._in_flight and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of state
         await asyncio.sleep(0.005)
     await asyncio.sleep(0)
 
