@@ -267,12 +267,7 @@ def parse_hostport(text: str, where: str) -> tuple[str, int]:
 
 
 def _check_combinations(values: dict[str, dict[str, Any]]) -> None:
-    server, upstream, cache, writes = (
-        values["server"],
-        values["upstream"],
-        values["cache"],
-        values["writes"],
-    )
+    server, upstream, writes = values["server"], values["upstream"], values["writes"]
     if not server["listen"] and not server["listen_tls"]:
         raise ConfigError("server.listen: at least one address is needed")
     for item in server["listen"]:
@@ -298,8 +293,6 @@ def _check_combinations(values: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(
             "writes.token: writes are enabled, so a token of 16+ characters is needed"
         )
-    if 0 < cache["max_stale"] < cache["refresh"]:
-        raise ConfigError("cache.max_stale: must be 0 (off) or at least cache.refresh")
     origins = values["cors"]["origins"]
     for origin in origins:
         if origin not in {"*", "null"} and "://" not in origin:
