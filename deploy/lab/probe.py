@@ -1,0 +1,64 @@
+"""HTTP facts the lab checks from the home-LAN side (run inside the LAN namespace).
+
+Usage:
+  probe.py devicelist URL N   the bridge serves DeviceList with N inverters
+  probe.py health URL IFACE   /health is "ok" and names IFACE as the PVS side
+  probe.py closed HOST PORT   nothing answers a TCP connection there (within 3 s)
+Prints one short fact on success; exits 1 with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import urllib.request
+
+
+def fetch(url: str) -> tuple[int, dict[str, object]]:
+    """GET a JSON document (bounded by a timeout)."""
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - lab address
+        return response.status, json.loads(response.read())
+
+
+def devicelist(url: str, inverters: int) -> str:
+    status, document = fetch(url)
+    devices = document.get("devices", [])
+    assert isinstance(devices, list)
+    found = sum(1 for device in devices if device.get("DEVICE_TYPE") == "Inverter")
+    if status != 200 or found != inverters:
+        raise SystemExit(f"{url}: status {status}, {found} inverters (want {inverters})")
+    return f"{found} inverters"
+
+
+def health(url: str, interface: str) -> str:
+    status, document = fetch(url)
+    side = document.get("interfaces", {}).get("pvs_side") or {}  # type: ignore[union-attr]
+    if status != 200 or document.get("status") != "ok" or side.get("name") != interface:
+        raise SystemExit(f"{url}: status {status}: {json.dumps(document)[:400]}")
+    return f"health ok pvs_side={side.get('name')}/{side.get('address')}"
+
+
+def closed(host: str, port: int) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            pass
+    except OSError as exc:
+        return f"{host}:{port} closed ({exc.__class__.__name__})"
+    raise SystemExit(f"{host}:{port} accepted a connection")
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv
+    if command == "devicelist":
+        print(devicelist(args[0], int(args[1])))
+    elif command == "health":
+        print(health(args[0], args[1]))
+    elif command == "closed":
+        print(closed(args[0], int(args[1])))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
