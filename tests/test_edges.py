@@ -117,3 +117,16 @@ async def test_metrics_are_prometheus_text(
     assert 'pvs_bridge_responses_total{cache="HIT",status="200"} 1' in text
     assert 'pvs_bridge_responses_total{cache="MISS",status="200"} 1' in text
     assert "pvs_bridge_up 1" in text
+
+
+def test_log_summary_is_one_line_of_what_changed_since_the_last() -> None:
+    from bridge.metrics import Metrics
+
+    metrics = Metrics()
+    assert metrics.summary_since_last() is None  # nothing happened: no line at all
+    for _ in range(3):
+        metrics.count_response(200, "HIT")
+    metrics.count_response(429, "NONE")
+    line = metrics.summary_since_last()
+    assert line == "served 4 answers (HIT 3, NONE 1, errors 1)"
+    assert metrics.summary_since_last() is None

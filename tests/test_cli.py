@@ -1,0 +1,95 @@
+"""The command line as users run it: demo serves and stops cleanly; check diagnoses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import BridgeFactory, RunningSimulator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def get_json(url: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, json.loads(await response.read())
+
+
+async def test_demo_serves_live_devicelist_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "demo",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--latency",
+        "0.2",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        status: dict[str, object] = {}
+        for _ in range(200):  # bounded: up to ~20 s for start-up and the warm-up fetch
+            try:
+                _code, status = await get_json(f"{base}/health")
+                if status.get("status") == "ok":
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        assert status.get("status") == "ok"
+        code, document = await get_json(f"{base}/cgi-bin/dl_cgi?Command=DeviceList")
+        assert code == 200
+        devices = document["devices"]
+        assert isinstance(devices, list)
+        assert sum(device["DEVICE_TYPE"] == "Inverter" for device in devices) == 12
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0
+    text = output.decode()
+    assert f"{base}/cgi-bin/dl_cgi?Command=DeviceList" in text
+    assert "shutting down" in text
+
+
+async def test_check_reports_each_fact_and_reaches_the_pvs(
+    simulator: RunningSimulator, start_bridge: BridgeFactory, tmp_path: Path
+) -> None:
+    bridge = await start_bridge(simulator.url)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nlisten = ["127.0.0.1:{bridge.port}"]\n[upstream]\nurl = "{simulator.url}"\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "check",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    lines = output.decode().splitlines()
+    assert any(line.startswith("ok   PVS at") and "PVS6" in line for line in lines), lines
+    assert any(f"bridge on port {bridge.port}" in line for line in lines), lines
+    assert any("PVS-side interface" in line for line in lines)
+    assert lines[-1].startswith("check: ")
+    # This machine has no interface on 172.27.x, so check must say so and fail.
+    assert process.returncode == (0 if lines[-1] == "check: all good" else 1)
+    assert await simulator.count("supervisor/info") == 1
