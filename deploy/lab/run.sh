@@ -166,8 +166,8 @@ retry() {
 retry 120 pi true || { tail -30 "$work/console.log"; fail "the Pi did not answer SSH on $pi_lan_addr"; }
 retry 60 pi 'ip -4 route show default | grep -q "via 172.27.153.1"' ||
   fail "the fresh Pi never took the PVS's DHCP gateway (the lab would not test the countermeasure)"
-before=$(pi 'ip -4 route show default' | sort | head -n1)
-say "fresh Pi up; its default route: $before"
+before=$(pi 'ip -4 route show default' | grep 'via 172.27.153.1' | head -n1)
+say "fresh Pi up, and as on a real one the PVS took its default route: $before"
 
 # --- provision ---------------------------------------------------------------------------------
 cat >"$work/inventory.ini" <<INI
@@ -266,7 +266,7 @@ pid2=$(service_user) || fail "after restart: $pid2"
 facts+=("back after systemctl restart")
 
 say "rebooting the Pi"
-pi 'sudo systemctl reboot' || true
+pi 'sudo systemctl reboot' 2>/dev/null || true
 retry 90 grep -qx 2 "$work/boots" || fail "the Pi did not reboot ($(tail -3 "$work/pi.log"))"
 retry 120 pi true || fail "the Pi did not come back after the reboot"
 bridge_facts
