@@ -55,10 +55,30 @@ ip netns del "$probe_ns"
 [[ -x $venv/bin/ansible-playbook ]] || fail "$venv/bin/ansible-playbook missing: run make (it creates .venv)"
 
 # --- cleanup, on success, failure and Ctrl-C ---------------------------------------------------
-pids=()
+pids=()      # background services (dnsmasq, simulator)
+current=     # the long foreground step running now (see step)
+# step CMD...: run CMD as a child and wait for it, so that Ctrl-C/TERM reach the trap at once
+# (bash runs traps only between commands, but `wait` is interruptible).
+step() {
+  "$@" &
+  current=$!
+  local rc=0
+  wait "$current" || rc=$?
+  current=
+  return "$rc"
+}
+# Kill PID if it is still one of ours: its command line mentions the lab's work directory
+# or namespaces (so a PID reused since a killed run is left alone).
+kill_ours() {
+  local pid=$1 signal=${2:-TERM}
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE "pvslab|$work" || return 0
+  kill "-$signal" "$pid" 2>/dev/null || true
+}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [[ -n $current ]] && kill -TERM "$current" 2>/dev/null
   if [[ -f $work/pi.pid ]]; then
     local sup
     sup=$(cat "$work/pi.pid")
@@ -70,6 +90,7 @@ cleanup() {
     kill -KILL "$(cat "$work/nspawn.pid")" 2>/dev/null || true
   fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  rm -f "$work/pids"
   for pid in "${pids[@]}"; do
     for _ in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
@@ -83,9 +104,11 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "lab: interrupted"; exit 130' INT TERM
+exec 3>&1   # the trap may fire inside a step whose output goes to a log
+trap 'echo "lab: interrupted" >&3; exit 130' INT TERM
 
 # Leftovers of a run that was killed hard (SIGKILL leaves no chance to clean up).
+for pid in $(cat "$work/pi.pid" "$work/nspawn.pid" "$work/pids" 2>/dev/null); do kill_ours "$pid" KILL; done
 ip netns del "$pvs_ns" 2>/dev/null || true
 ip netns del "$lan_ns" 2>/dev/null || true
 rm -rf "$work"
@@ -99,14 +122,15 @@ mkdir -p "$work/cp" "$work/tmp"
 image=cached
 compgen -G "$cache/rootfs-*/.lab-complete" >/dev/null || image=built
 say "root filesystem ($image)"
-rootfs=$(bash "$here/build-rootfs.sh" "$cache" 2>"$work/rootfs.log") ||
+step bash "$here/build-rootfs.sh" "$cache" >"$work/rootfs.path" 2>"$work/rootfs.log" &&
+  rootfs=$(cat "$work/rootfs.path") ||
   { tail -20 "$work/rootfs.log"; fail "could not build the root filesystem"; }
 key="$cache/id_ed25519"
 cp -a --reflink=auto "$rootfs" "$work/root"
 
 say "wheelhouse for the Pi (built on the host; the Pi itself has no route to any index)"
 mkdir -p "$work/wheelhouse"
-SOURCE_DATE_EPOCH=315532800 "$venv/bin/pip" wheel --quiet --disable-pip-version-check \
+step env SOURCE_DATE_EPOCH=315532800 "$venv/bin/pip" wheel --quiet --disable-pip-version-check \
   -w "$work/wheelhouse" "$repo" >"$work/wheelhouse.log" 2>&1 ||
   { tail -20 "$work/wheelhouse.log"; fail "could not build the wheelhouse"; }
 
@@ -145,6 +169,7 @@ pids+=($!)
 say "booting the Pi (systemd-nspawn -b; eth0 -> PVS, eth1 -> home LAN)"
 bash "$here/pi.sh" "$work/root" "$pvs_ns" "$lan_ns" "$work" 2>"$work/pi.log" &
 echo $! >"$work/pi.pid"
+echo "${pids[*]}" >"$work/pids"
 
 in_lan() { ip netns exec "$lan_ns" "$@"; }
 in_pvs() { ip netns exec "$pvs_ns" "$@"; }
@@ -184,7 +209,7 @@ recap=
 playbook() {  # NAME [ansible-playbook args...]
   local name=$1 log="$work/ansible-$1.log"
   shift
-  if ! in_lan env ANSIBLE_CONFIG="$repo/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1 \
+  if ! step ip netns exec "$lan_ns" env ANSIBLE_CONFIG="$repo/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1 \
     ANSIBLE_SSH_CONTROL_PATH_DIR="$work/cp" ANSIBLE_LOCAL_TEMP="$work/tmp" \
     timeout 900 "$venv/bin/ansible-playbook" -i "$work/inventory.ini" "$repo/ansible/site.yml" \
     "$@" >"$log" 2>&1; then
