@@ -138,6 +138,12 @@ class FirmwareDetector:
             f", {supervisor.model} {supervisor.swver}" if supervisor else "",
         )
 
+    @property
+    def unsure(self) -> bool:
+        """Legacy by default only, because supervisor/info showed no build."""
+        known_build = self.supervisor is not None and self.supervisor.build is not None
+        return self.configured == "auto" and self.kind == LEGACY and not known_build
+
     async def forbidden(self) -> bool:
         """A legacy command got 403: whether the PVS now looks like 2025 firmware."""
         if self.configured != "auto" or self.kind == NEW:
@@ -202,6 +208,19 @@ class FirmwareBackend:
     async def fetch(self, request: ProxyRequest) -> Answer:
         """Answer one allowed request on whichever firmware the PVS runs."""
         if await self.detector.detect() == NEW:
+            return await self._fetch_2025(request)
+        if self.detector.unsure and not request.route.write:
+            # Legacy is only a guess: a 403 here is the answer that tells, not a failure.
+            answer = await self.legacy.upstream.fetch(
+                request.target,
+                name=request.name,
+                timeout=self.legacy.timeout_for(request),
+                auth_expiry=True,
+            )
+            if answer.status != 403:
+                return answer
+            if not await self.detector.forbidden():
+                raise BadAnswer(f"PVS answered {request.name} with HTTP 403", answer)
             return await self._fetch_2025(request)
         try:
             return await self.legacy.fetch(request)

@@ -75,13 +75,13 @@ def _iso_from_pvs(pvs: str) -> str:
     return f"{year}-{month}-{day}T{hour}:{minute}:{second}Z"
 
 
-def sw_rev(swver: str, build: int) -> str:
+def sw_rev(swver: str, build: int | None) -> str:
     """`2025.09, Build 61845` -> `2025.09.04.61845`, the varserver's spelling."""
     release = swver.split(",", maxsplit=1)[0].strip()
     return f"{release}.04.{build}"
 
 
-def variables(site: Site, swver: str, build: int) -> dict[str, str]:
+def variables(site: Site, swver: str, build: int | None) -> dict[str, str]:
     """Every variable the simulated varserver holds right now, in a stable order."""
     now = site.clock.wall()
     devices = legacy.device_list(site, swver)["devices"]
@@ -284,7 +284,7 @@ class Simulator2025(Simulator):
 
 def options_for_2025(options: SimulatorOptions) -> SimulatorOptions:
     """New firmware reports a 2025 build unless the options name one explicitly."""
-    if options.build < 61840:
+    if options.build is not None and options.build < 61840:
         options.build = DEFAULT_BUILD
         options.swver = DEFAULT_SWVER
     return options
