@@ -40,7 +40,11 @@ async def running_simulator(
 def bridge_config(upstream_url: str, state_dir: Path, **sections: dict[str, Any]) -> config.Config:
     """A bridge config for tests: no rate limit, no warm start, no summaries."""
     overrides: dict[str, dict[str, Any]] = {
-        "server": {"listen": ["127.0.0.1:8080"], "state_dir": str(state_dir), "summary_interval": 0},
+        "server": {
+            "listen": ["127.0.0.1:8080"],
+            "state_dir": str(state_dir),
+            "summary_interval": 0,
+        },
         "upstream": {"url": upstream_url, "backoff_initial": 0.01, "backoff_max": 0.05},
         "cache": {"warm_start": False},
         "rate_limit": {"enabled": False},
@@ -52,7 +56,10 @@ def bridge_config(upstream_url: str, state_dir: Path, **sections: dict[str, Any]
 
 async def sim_stats(url: str) -> dict[str, Any]:
     """The simulator's `/_sim/stats` document."""
-    async with aiohttp.ClientSession() as session, session.get(url + "/_sim/stats", ssl=False) as answer:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url + "/_sim/stats", ssl=False) as answer,
+    ):
         document: dict[str, Any] = json.loads(await answer.read())
         return document
 
