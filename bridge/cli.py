@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--session-ttl", type=float, default=300.0, metavar="S")
     simulate.add_argument(
-        "--tls", action="store_true", help="serve HTTPS with a self-signed certificate, like the PVS"
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate, like the PVS",
     )
     simulate.set_defaults(handler=run_simulate)
 
