@@ -1,10 +1,11 @@
 """Which firmware the PVS runs, and the backend that answers legacy requests on either.
 
-Detection (`upstream.firmware = auto`): the unauthenticated `supervisor/info` gives the
-model and build; PVS6 from build 61840 and PVS5 from build 5408 are 2025 firmware. When
-it gives no build, the bridge assumes legacy until the PVS answers a legacy command with
-403, then tries the 2025 way. A 403 later on (a firmware upgrade while the bridge runs)
-makes it look again, at most once per `REDETECT_AFTER`.
+Detection (`upstream.firmware = auto`) costs nothing on legacy firmware: requests go
+through as they are, and the first good answer to a legacy command settles it. The first
+401/403 makes the bridge read the unauthenticated `supervisor/info`: PVS6 from build
+61840 and PVS5 from build 5408 are 2025 firmware; with no build in it, the 403 itself
+decides. A 403 later on (a firmware upgrade while the bridge runs) makes it look again,
+at most once per `REDETECT_AFTER`.
 
 On 2025 firmware FirmwareBackend answers legacy clients from the new API:
 DeviceList is built from `/vars` (see `translate`), Start from `supervisor/info`,
@@ -140,9 +141,17 @@ class FirmwareDetector:
 
     @property
     def unsure(self) -> bool:
-        """Legacy by default only, because supervisor/info showed no build."""
+        """Not detected yet, or legacy only by default because supervisor/info had no build."""
         known_build = self.supervisor is not None and self.supervisor.build is not None
-        return self.configured == "auto" and self.kind == LEGACY and not known_build
+        if self.configured != "auto":
+            return False
+        return self.kind is None or (self.kind == LEGACY and not known_build)
+
+    def legacy_answered(self, name: str) -> None:
+        """A legacy command got a good answer: only legacy firmware does that."""
+        if self.configured == "auto" and self.kind is None:
+            self.kind, self.source = LEGACY, f"{name} answered"
+            log.info("PVS firmware: legacy (%s)", self.source)
 
     async def forbidden(self) -> bool:
         """A legacy command got 403: whether the PVS now looks like 2025 firmware."""
@@ -207,7 +216,7 @@ class FirmwareBackend:
 
     async def fetch(self, request: ProxyRequest) -> Answer:
         """Answer one allowed request on whichever firmware the PVS runs."""
-        if await self.detector.detect() == NEW:
+        if self.detector.kind == NEW:
             return await self._fetch_2025(request)
         if self.detector.unsure and not request.route.write:
             # Legacy is only a guess: a 403 here is the answer that tells, not a failure.
@@ -217,10 +226,12 @@ class FirmwareBackend:
                 timeout=self.legacy.timeout_for(request),
                 auth_expiry=True,
             )
-            if answer.status != 403:
+            if answer.status not in (401, 403):
+                if answer.ok and not request.target.startswith("/cgi-bin/dl_cgi/"):
+                    self.detector.legacy_answered(request.name)
                 return answer
             if not await self.detector.forbidden():
-                raise BadAnswer(f"PVS answered {request.name} with HTTP 403", answer)
+                raise BadAnswer(f"PVS answered {request.name} with HTTP {answer.status}", answer)
             return await self._fetch_2025(request)
         try:
             return await self.legacy.fetch(request)
