@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 import aiohttp_cors
 from aiohttp import web
 
-from bridge import interfaces
-from bridge.backend import Backend, PassThrough
+from bridge import interfaces, varserver
+from bridge.backend import Backend
 from bridge.breaker import Breaker
 from bridge.cache import AnswerCache
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.errors import json_errors
+from bridge.firmware import FirmwareBackend, firmware_backend
 from bridge.health import HealthReporter
 from bridge.metrics import Metrics, render
 from bridge.policy import READ_COMMANDS, CacheClass, Policy, ProxyRequest
@@ -94,9 +95,7 @@ def create_app(
         verify_tls=up["verify_tls"],
         tls_fingerprint=up["tls_fingerprint"],
     )
-    backend = backend or PassThrough(
-        upstream, timeout=up["timeout"], slow_timeout=up["devicelist_timeout"]
-    )
+    backend = backend or firmware_backend(config, upstream, clock)
     ttls = ttl_policy(config)
     overrides: dict[str, float] = cache_cfg["ttl"]
 
@@ -134,6 +133,8 @@ def create_app(
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_background)
     _add_routes(app, proxy, config["cors"]["origins"])
+    if isinstance(backend, FirmwareBackend):  # the 2025 API for new-firmware clients
+        varserver.setup(app, varserver.VarsService(config, clock, backend, limiter, metrics))
     return app
 
 

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run a simulated PVS")
     simulate.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
     simulate.add_argument("--inverters", type=int, default=12)
-    simulate.add_argument("--firmware", choices=("legacy",), default="legacy")
+    simulate.add_argument("--firmware", choices=("legacy", "2025"), default="legacy")
     simulate.add_argument(
         "--latency",
         type=float,
@@ -63,13 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a DeviceList takes (other commands a tenth)",
     )
     simulate.add_argument("--session-ttl", type=float, default=300.0, metavar="S")
+    simulate.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate, like the PVS",
+    )
     simulate.set_defaults(handler=run_simulate)
 
     demo = commands.add_parser("demo", help="run a simulator and a bridge on loopback")
     demo.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
     demo.add_argument("--inverters", type=int, default=12)
     demo.add_argument("--latency", type=float, default=3.0, metavar="S")
-    demo.add_argument("--firmware", choices=("legacy",), default="legacy")
+    demo.add_argument("--firmware", choices=("legacy", "2025"), default="legacy")
     demo.set_defaults(handler=run_demo)
 
     check = commands.add_parser("check", help="diagnose an installation")
@@ -87,6 +92,9 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--listen", action="append", metavar="HOST:PORT", help="address to listen on (repeatable)"
+    )
+    parser.add_argument(
+        "--listen-tls", action="append", metavar="HOST:PORT", help="listen with TLS (repeatable)"
     )
     parser.add_argument("--upstream", metavar="URL", help='PVS base URL, or "auto"')
     parser.add_argument(
@@ -109,6 +117,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
     if args.listen:
         put("server", "listen", list(args.listen))
+    if getattr(args, "listen_tls", None):
+        put("server", "listen_tls", list(args.listen_tls))
     if args.upstream:
         put("upstream", "url", args.upstream)
     if args.refresh is not None:
@@ -189,6 +199,19 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
                 log.error("cannot listen on %s: %s", item, error.strerror or error)
                 return 1
             urls.append(f"http://{item}")
+        if cfg["server"]["listen_tls"]:
+            from bridge.tls import context_from_config
+
+            context = context_from_config(cfg)
+            for item in cfg["server"]["listen_tls"]:
+                host, port = config.parse_hostport(item, "server.listen_tls")
+                site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=context)
+                try:
+                    await site.start()
+                except OSError as error:
+                    log.error("cannot listen on %s: %s", item, error.strerror or error)
+                    return 1
+                urls.append(f"https://{item}")
         log.info(
             "pvs-bridge %s serving %s for PVS %s", __version__, ", ".join(urls), cfg.upstream_url
         )
@@ -241,7 +264,15 @@ async def simulate(args: argparse.Namespace) -> int:
 
     host, port = config.parse_hostport(args.listen, "--listen")
     simulator = server.build(simulator_options(args))
-    runner, url = await server.start(simulator, host, port)
+    context = None
+    if getattr(args, "tls", False):
+        import tempfile
+
+        from bridge.tls import self_signed, server_context
+
+        with tempfile.TemporaryDirectory(prefix="pvs-sim-") as scratch:
+            context = server_context(*self_signed(Path(scratch), "pvs"))
+    runner, url = await server.start(simulator, host, port, context)
     log.info(
         "simulated PVS (%s firmware, %d inverters) at %s; stats at %s/_sim/stats",
         args.firmware,

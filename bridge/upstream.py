@@ -198,14 +198,19 @@ class Upstream:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
         expect_json: bool = True,
+        auth_expiry: bool = False,
     ) -> Answer:
         """Send one request to the PVS through the gate and return its answer.
 
         `target` is the path and query, already normalised by the policy. Raises an
-        UpstreamError subclass on failure; failures feed the breaker.
+        UpstreamError subclass on failure; failures feed the breaker. With `auth_expiry`
+        a 401 or 403 is returned as an answer (the caller logs in again and retries),
+        not counted as the PVS failing.
         """
         async with self._turn():
-            return await self._send(target, name, timeout, method, data, headers, expect_json)
+            return await self._send(
+                target, name, timeout, method, data, headers, expect_json, auth_expiry
+            )
 
     async def _send(
         self,
@@ -216,6 +221,7 @@ class Upstream:
         data: bytes | None,
         headers: dict[str, str] | None,
         expect_json: bool,
+        auth_expiry: bool = False,
     ) -> Answer:
         self.stats.calls[name] += 1
         started = self.clock.monotonic()
@@ -248,7 +254,7 @@ class Upstream:
             detail = str(exc) or type(exc).__name__
             raise self._fail(Unreachable(f"PVS request {name} failed: {detail}"), name) from None
         self.stats.last_elapsed = answer.elapsed
-        problem = self._problem(answer, expect_json)
+        problem = self._problem(answer, expect_json, auth_expiry)
         if problem:
             raise self._fail(BadAnswer(f"PVS answered {name} with {problem}", answer), name)
         if answer.status < 400:
@@ -256,8 +262,10 @@ class Upstream:
         return answer
 
     @staticmethod
-    def _problem(answer: Answer, expect_json: bool) -> str | None:
+    def _problem(answer: Answer, expect_json: bool, auth_expiry: bool = False) -> str | None:
         """Why this answer says the PVS is unwell (None when it is fine or a plain 4xx)."""
+        if auth_expiry and answer.status in (401, 403):
+            return None  # a session that expired: the caller renews it
         if answer.status >= 500 or answer.status in (401, 403):
             return f"HTTP {answer.status}"
         if answer.ok and expect_json:

@@ -7,8 +7,9 @@ import json
 import aiohttp
 import pytest
 
+from bridge import cjson
 from bridge.clock import FakeClock
-from bridge.simulator import cjson, legacy
+from bridge.simulator import legacy
 from bridge.simulator.model import Site
 from tests.conftest import FIXTURES, SimulatorFactory
 

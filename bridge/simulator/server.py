@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import cjson
 from bridge.clock import Clock
-from bridge.simulator import cjson, legacy
+from bridge.simulator import legacy
 from bridge.simulator.model import Site
 
 SERVER_HEADER = "lighttpd/1.4.35"
@@ -188,6 +190,10 @@ class Simulator:
 
 def build(options: SimulatorOptions, clock: Clock | None = None) -> Simulator:
     """The simulator for the options' firmware."""
+    if options.firmware == "2025":
+        from bridge.simulator.firmware2025 import Simulator2025, options_for_2025
+
+        return Simulator2025(options_for_2025(options), clock)
     return Simulator(options, clock)
 
 
@@ -196,7 +202,10 @@ async def _server_header(_request: web.Request, response: web.StreamResponse) ->
 
 
 async def start(
-    simulator: Simulator, host: str = "127.0.0.1", port: int = 0
+    simulator: Simulator,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serve the simulator; returns the runner (for cleanup) and its base URL.
 
@@ -205,13 +214,14 @@ async def start(
     """
     runner = web.AppRunner(simulator.app(), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server = site._server  # the bound socket, to learn an OS-chosen port
     sockets = getattr(server, "sockets", None) or []
     bound_port = sockets[0].getsockname()[1] if sockets else port
     shown = f"[{host}]" if ":" in host else host
-    return runner, f"http://{shown}:{bound_port}"
+    scheme = "https" if ssl_context is not None else "http"
+    return runner, f"{scheme}://{shown}:{bound_port}"
 
 
 def stats_from(body: bytes) -> dict[str, Any]:

@@ -1,0 +1,222 @@
+"""The bridge's one login session with a PVS on 2025 firmware.
+
+Every request that needs a session goes through UpstreamSession.fetch(): it logs in
+when there is no session (once, however many callers wait), sends the session cookie
+itself (the upstream client keeps no cookie jar), and when the PVS answers 401 or 403
+it logs in again and retries once. A second refusal right after a fresh login counts as
+the PVS failing. Logins themselves go through the upstream gate like any request.
+
+A refused login (wrong password) is not retried at the pace clients poll: further
+attempts wait a backoff that doubles up to 15 minutes, and /health says why. The
+password and the session token are never logged nor shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from bridge.answer import Answer
+from bridge.clock import Clock
+from bridge.upstream import BadAnswer, Upstream, UpstreamError
+
+log = logging.getLogger(__name__)
+
+USER = "ssm_owner"
+LOGIN_TARGET = "/auth?login"
+REFUSED_BACKOFF = 60.0
+REFUSED_BACKOFF_MAX = 900.0
+
+
+class LoginRefused(UpstreamError):
+    """The PVS refused the bridge's credentials."""
+
+    status = 502
+    kind = "login_refused"
+
+
+class NoLogin(UpstreamError):
+    """The PVS answered the login, but not with a session."""
+
+    status = 502
+    kind = "login_failed"
+
+
+def basic_header(password: str) -> str:
+    """`Authorization` for the PVS: lower-case `basic`, as the reference client sends it."""
+    token = base64.b64encode(f"{USER}:{password}".encode()).decode()
+    return f"basic {token}"
+
+
+class UpstreamSession:
+    """One shared PVS session, renewed only when the PVS says it has expired."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        clock: Clock,
+        password: Callable[[], Awaitable[str]],
+        *,
+        password_source: str,
+        timeout: float,
+    ) -> None:
+        self.upstream = upstream
+        self.clock = clock
+        self._password = password
+        self.password_source = password_source
+        self.timeout = timeout
+        self._token: str | None = None
+        self._lock = asyncio.Lock()
+        self.logged_in_at: float | None = None  # monotonic
+        self.logins = 0
+        self.renewals = 0
+        self.refusals = 0
+        self._refused_until = 0.0
+        self._backoff = REFUSED_BACKOFF
+        self.problem: str | None = None
+
+    @property
+    def logged_in(self) -> bool:
+        """Whether the bridge holds a session it has not seen refused."""
+        return self._token is not None
+
+    async def token(self) -> str:
+        """The current session, logging in first when there is none."""
+        token = self._token
+        if token is not None:
+            return token
+        async with self._lock:
+            if self._token is None:
+                self._token = await self._login()
+            return self._token
+
+    def expired(self, token: str) -> None:
+        """The PVS refused `token`: forget it, unless another caller already renewed it."""
+        if self._token == token:
+            self._token = None
+            self.renewals += 1
+            log.info("PVS session expired after %.0f s; logging in again", self.session_age())
+
+    def session_age(self) -> float:
+        """Seconds since the last login (0 when never logged in)."""
+        if self.logged_in_at is None:
+            return 0.0
+        return self.clock.monotonic() - self.logged_in_at
+
+    async def _login(self) -> str:
+        wait = self._refused_until - self.clock.monotonic()
+        if wait > 0:
+            raise LoginRefused(self.problem or "the PVS refused the login", retry_after=wait)
+        password = await self._password()
+        try:
+            answer = await self.upstream.fetch(
+                LOGIN_TARGET,
+                name="auth?login",
+                timeout=self.timeout,
+                headers={"Authorization": basic_header(password)},
+            )
+        except BadAnswer as error:
+            if error.answer.status in (401, 403):
+                raise self._refused(error.answer.status) from None
+            raise
+        token = _session_from(answer)
+        if token is None:
+            raise NoLogin(
+                f"the PVS answered the login with HTTP {answer.status} and no session; "
+                "is this really 2025 firmware? (upstream.firmware)"
+            )
+        self.logins += 1
+        self.logged_in_at = self.clock.monotonic()
+        self._backoff = REFUSED_BACKOFF
+        self.problem = None
+        log.info("logged in to the PVS as %s (login %d)", USER, self.logins)
+        return token
+
+    def _refused(self, status: int) -> LoginRefused:
+        self.refusals += 1
+        wait = self._backoff
+        self._refused_until = self.clock.monotonic() + wait
+        self._backoff = min(REFUSED_BACKOFF_MAX, self._backoff * 2)
+        where = (
+            "upstream.password"
+            if self.password_source == "config"
+            else "the last 5 characters of the serial from supervisor/info; set upstream.password"
+        )
+        self.problem = (
+            f"the PVS refused the login as {USER} (HTTP {status}): wrong password? "
+            f"The bridge uses {where}. Next attempt in {wait:.0f} s."
+        )
+        log.error("%s", self.problem)
+        return LoginRefused(self.problem, retry_after=wait)
+
+    async def fetch(
+        self, target: str, *, name: str, timeout: float, expect_json: bool = True
+    ) -> Answer:
+        """GET `target` with the session; on 401/403 log in again and retry once."""
+        token = await self.token()
+        answer = await self.upstream.fetch(
+            target,
+            name=name,
+            timeout=timeout,
+            headers={"Cookie": f"session={token}"},
+            expect_json=expect_json,
+            auth_expiry=True,
+        )
+        if answer.status not in (401, 403):
+            return answer
+        self.expired(token)
+        token = await self.token()
+        return await self.upstream.fetch(
+            target,
+            name=name,
+            timeout=timeout,
+            headers={"Cookie": f"session={token}"},
+            expect_json=expect_json,
+        )
+
+    async def logout(self) -> None:
+        """End the session politely (best effort, at shutdown)."""
+        token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            await self.upstream.fetch(
+                "/auth?logout",
+                name="auth?logout",
+                timeout=min(self.timeout, 5.0),
+                headers={"Cookie": f"session={token}"},
+                auth_expiry=True,
+                expect_json=False,
+            )
+        except UpstreamError as error:
+            log.info("PVS logout failed (harmless): %s", error.message)
+
+    def describe(self) -> dict[str, object]:
+        """What /health shows: counts and state, never the password or the session."""
+        return {
+            "logged_in": self.logged_in,
+            "session_age_s": round(self.session_age(), 1) if self.logged_in else None,
+            "logins": self.logins,
+            "renewals": self.renewals,
+            "login_refusals": self.refusals,
+            "password_from": self.password_source,
+            "login_problem": self.problem,
+            "next_login_in_s": round(max(0.0, self._refused_until - self.clock.monotonic()), 1),
+        }
+
+
+def _session_from(answer: Answer) -> str | None:
+    """The session id from a login answer's JSON body (`{"session": "..."}`)."""
+    if not answer.ok:
+        return None
+    try:
+        document = json.loads(answer.body)
+    except ValueError:
+        return None
+    token = document.get("session") if isinstance(document, dict) else None
+    if isinstance(token, str) and token and token.isprintable() and ";" not in token:
+        return token
+    return None

@@ -1,0 +1,211 @@
+"""2025 API on the client side: /auth, /vars, client sessions, shared upstream queries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bridge.app import create_app
+from bridge.clock import FakeClock
+from bridge.policy import PolicyError
+from bridge.varserver import parse_vars
+from tests.firmware_support import bridge_config, running_simulator, serving, sim_stats
+
+AiohttpClient = Any
+GOOD = "basic " + base64.b64encode(b"ssm_owner:ABCDE").decode()  # serial ends in ABCDE
+BAD = "Basic " + base64.b64encode(b"ssm_owner:WRONG").decode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "target"),
+    [
+        ("name=/sys/info/uptime", "/vars?name=/sys/info/uptime"),
+        (
+            "name=/sys/info/a,/sys/info/b,/sys/info/a&fmt=obj",
+            "/vars?name=/sys/info/a,/sys/info/b&fmt=obj",
+        ),
+        ("fmt=list&match=inverter", "/vars?match=inverter&fmt=list"),
+        ("match=%2Fsys%2Finfo%2F", "/vars?match=/sys/info/"),
+        ("match=meter&cache=mdata", "/vars?match=meter"),
+    ],
+)
+def test_canonical_query(raw: str, target: str) -> None:
+    assert parse_vars(raw).target() == target
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "name=a",
+        "name=/sys/x&match=y",
+        "fmt=xml&match=a",
+        "match=a&match=b",
+        "host=evil&match=a",
+        "match=a;reboot",
+        "cache=../x",
+        "match=" + "a" * 1100,
+    ],
+)
+def test_refused_queries(raw: str) -> None:
+    with pytest.raises(PolicyError):
+        parse_vars(raw)
+
+
+async def login(client: TestClient, header: str = GOOD) -> aiohttp.ClientResponse:
+    return await client.get("/auth?login", headers={"Authorization": header})
+
+
+async def test_client_session_login_logout_and_pre_login_names(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    async with running_simulator() as (_sim, url):
+        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        serial = await client.post("/vars", data="name=/sys/info/serialnum")
+        assert serial.status == 200  # readable before login, as on the PVS
+        assert "ZT01234567890ABCDE" in await serial.text()
+        assert (await client.post("/vars", data="match=inverter")).status == 401
+        assert (await login(client, BAD)).status == 401
+        assert (await login(client, "Bearer x")).status == 401
+        answer = await login(client)
+        assert answer.status == 200
+        token = (await answer.json())["session"]
+        assert len(token) == 64
+        assert (
+            client.session.cookie_jar.filter_cookies(client.make_url("/"))["session"].value == token
+        )
+        found = await client.post("/vars", data="match=/sys/devices/inverter/0/&fmt=obj")
+        assert found.status == 200
+        assert "/sys/devices/inverter/0/p3phsumKw" in json.loads(await found.read())
+        assert (await client.post("/vars", data="name=/sys/nothing/here")).status == 400
+        assert (await client.get("/auth?logout")).status == 200
+        assert (await client.post("/vars", data="match=inverter")).status == 401
+        stats = await sim_stats(url)
+        assert stats["logins"] == 1  # the bridge's own login; client logins stay local
+
+
+async def test_trusted_lan_takes_any_credentials(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    async with running_simulator() as (_sim, url):
+        cfg = bridge_config(url, tmp_path, clients={"trusted_lan": True})
+        client: TestClient = await aiohttp_client(create_app(cfg))
+        assert (await login(client, BAD)).status == 200
+        assert (await client.get("/vars?match=livedata")).status == 200
+
+
+async def test_client_session_expires_and_relogin_works(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    async with running_simulator(clock) as (_sim, url):
+        cfg = bridge_config(url, tmp_path, clients={"session_ttl": 60.0})
+        client: TestClient = await aiohttp_client(create_app(cfg, clock=clock))
+        await login(client)
+        assert (await client.get("/vars?match=livedata")).status == 200
+        await clock.advance(61.0)
+        assert (await client.get("/vars?match=livedata")).status == 401
+        await login(client)
+        assert (await client.get("/vars?match=livedata")).status == 200
+
+
+async def test_set_is_refused_and_cache_ids_are_per_client(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    async with running_simulator() as (_sim, url):
+        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        await login(client)
+        refused = await client.post("/vars", data="set=/sys/info/ssid=evil")
+        assert refused.status == 403
+        assert "writes are disabled" in (await refused.json())["message"]
+        first = await client.post("/vars", data="match=/sys/devices/meter/&cache=mdata&fmt=obj")
+        again = await client.post("/vars", data="cache=mdata")
+        assert json.loads(await first.read()).keys() == json.loads(await again.read()).keys()
+        assert (await client.post("/vars", data="cache=other")).status == 400
+        queries = (await sim_stats(url))["vars_queries"]
+        assert not any("cache" in query or "set" in query for query in queries)
+
+
+async def reference_client(
+    base: str, rounds: int, step: asyncio.Event, done: asyncio.Queue[int]
+) -> None:
+    """The reference library's flow: pre-login reads, Basic login, POST /vars, re-login on 401."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+
+        async def post(body: str) -> aiohttp.ClientResponse:
+            answer = await session.post(
+                f"{base}/vars", data=body, headers={"Content-Type": "text/plain"}, ssl=False
+            )
+            await answer.read()
+            return answer
+
+        serial = await post("name=/sys/info/serialnum")
+        value = json.loads(await serial.read())["values"][0]["value"]
+        header = "basic " + base64.b64encode(f"ssm_owner:{value[-5:]}".encode()).decode()
+        errors = 0
+        for _ in range(rounds):
+            for body in (
+                "name=/sys/info/uptime",
+                "match=inverter",
+                "match=meter",
+                "match=livedata",
+            ):
+                answer = await post(body)
+                if answer.status in (400, 401, 500):
+                    login_answer = await session.get(
+                        f"{base}/auth?login", headers={"Authorization": header}, ssl=False
+                    )
+                    assert login_answer.status == 200
+                    answer = await post(body)
+                errors += answer.status != 200
+            await done.put(errors)
+            await step.wait()
+
+
+async def test_five_reference_clients_over_tls_share_each_query(tmp_path: Path) -> None:
+    """Done-when 2: five clients, HTTPS listener, one upstream call per query per interval."""
+    clock = FakeClock()
+    rounds, clients = 6, 5
+    async with running_simulator(clock) as (_sim, url):
+        cfg = bridge_config(url, tmp_path, upstream={"vars_interval": 5.0})
+        async with serving(create_app(cfg, clock=clock), ssl_dir=tmp_path) as base:
+            assert base.startswith("https://")
+            done: asyncio.Queue[int] = asyncio.Queue()
+            step = asyncio.Event()
+            tasks = [
+                asyncio.create_task(reference_client(base, rounds, step, done))
+                for _ in range(clients)
+            ]
+            errors = 0
+            for _round in range(rounds):
+                for _ in range(clients):
+                    errors += await asyncio.wait_for(done.get(), 30)
+                await clock.advance(5.0)  # one interval between rounds
+                step.set()
+                step.clear()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        assert errors == 0
+        queries = (await sim_stats(url))["vars_queries"]
+        for body in ("name=/sys/info/uptime", "match=inverter", "match=meter", "match=livedata"):
+            assert 1 <= queries[body] <= rounds, (body, queries)
+        # Without sharing it would be clients x rounds = 30 per query.
+
+
+async def test_tls_listener_creates_and_reuses_its_certificate(tmp_path: Path) -> None:
+    from bridge.tls import CERT_NAME, KEY_NAME, context_from_config
+
+    cfg = bridge_config("http://127.0.0.1:9", tmp_path)
+    context_from_config(cfg)
+    cert, key = tmp_path / CERT_NAME, tmp_path / KEY_NAME
+    assert key.stat().st_mode & 0o777 == 0o600
+    first = cert.read_bytes()
+    context_from_config(cfg)
+    assert cert.read_bytes() == first  # reused, not replaced, on the next start
