@@ -25,6 +25,10 @@ class Backend(Protocol):
         """What /health shows about the backend."""
         ...
 
+    def problems(self) -> list[str]:
+        """Reasons, in words, why the backend cannot fully serve (e.g. a refused login)."""
+        ...
+
 
 class PassThrough:
     """Legacy firmware: send the canonical target as it is and keep the PVS's answer."""
@@ -50,3 +54,7 @@ class PassThrough:
     def describe(self) -> dict[str, object]:
         """Legacy pass-through has nothing more to say."""
         return {"firmware": "legacy", "mode": "pass-through"}
+
+    def problems(self) -> list[str]:
+        """A pass-through has no problems of its own: the breaker reports the PVS's."""
+        return []

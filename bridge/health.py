@@ -67,9 +67,7 @@ class HealthReporter:
             when, _key, why = self.cache.rejections[-1]
             if breaker.last_success_wall is None or when >= breaker.last_success_wall:
                 reasons.append(f"last answer rejected ({why}); serving the previous one")
-        problems = getattr(self.backend, "problems", None)  # e.g. a refused PVS login
-        if problems is not None:
-            reasons.extend(problems())
+        reasons.extend(self.backend.problems())  # e.g. a refused PVS login
         if breaker.consecutive_failures and not servable:
             status = "down"
             reasons.append("no data young enough to serve")
