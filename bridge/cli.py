@@ -321,7 +321,13 @@ async def demo(args: argparse.Namespace) -> int:
             f"  supervisor:     {base}/cgi-bin/dl_cgi/supervisor/info\n"
             f"  health:         {base}/health\n"
             f"  metrics:        {base}/metrics\n"
-            f"  refused write:  {base}/cgi-bin/dl_cgi?Command=GridProfileRefresh\n",
+            f"  refused write:  {base}/cgi-bin/dl_cgi?Command=GridProfileRefresh\n"
+            + (
+                f"  2025 API:       {base}/vars?match=livedata  (after GET {base}/auth?login "
+                f"with Basic ssm_owner:{simulator.options.serial[-5:]})\n"
+                if args.firmware == "2025"
+                else ""
+            ),
             flush=True,
         )
 

@@ -72,7 +72,9 @@ step() {
 kill_ours() {
   local pid=$1 signal=${2:-TERM}
   [[ $pid =~ ^[0-9]+$ ]] || return 0
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE "pvslab|$work" || return 0
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
+  grep -qE "pvslab|$work" <<<"$cmdline" || return 0
   kill "-$signal" "$pid" 2>/dev/null || true
 }
 cleanup() {
@@ -191,7 +193,7 @@ retry() {
 retry 120 pi true || { tail -30 "$work/console.log"; fail "the Pi did not answer SSH on $pi_lan_addr"; }
 retry 60 pi 'ip -4 route show default | grep -q "via 172.27.153.1"' ||
   fail "the fresh Pi never took the PVS's DHCP gateway (the lab would not test the countermeasure)"
-before=$(pi 'ip -4 route show default' | grep 'via 172.27.153.1' | head -n1)
+before=$(pi 'ip -4 route show default | grep "via 172.27.153.1"')
 say "fresh Pi up, and as on a real one the PVS took its default route: $before"
 
 # --- provision ---------------------------------------------------------------------------------
@@ -254,7 +256,9 @@ facts+=("resolv.conf without the PVS")
 forward=$(pi 'cat /proc/sys/net/ipv4/ip_forward')
 [[ $forward == 0 ]] || fail "ip_forward=$forward"
 facts+=("ip_forward=0")
-pi 'sudo nft list chain inet pvs_bridge forward' | grep -q 'policy drop' || fail "nftables forward policy is not drop"
+# (captured first: `grep -q` closing a pipe early would fail the pipeline under pipefail)
+chain=$(pi 'sudo nft list chain inet pvs_bridge forward')
+grep -q 'policy drop' <<<"$chain" || fail "nftables forward policy is not drop: $chain"
 
 # The PVS side tries to route through the Pi into the LAN (with a route back, so only the
 # Pi can be what stops it), and to reach the Pi's own services.
@@ -301,7 +305,8 @@ out=$(in_lan "$venv/bin/python" "$here/probe.py" devicelist \
 default_route=$(pi 'ip -4 route show default')
 grep -q 172.27.153.1 <<<"$default_route" && fail "after reboot, default route via the PVS: $default_route"
 [[ $(pi 'cat /proc/sys/net/ipv4/ip_forward') == 0 ]] || fail "after reboot, ip_forward is not 0"
-pi 'sudo nft list tables' | grep -q 'inet pvs_bridge' || fail "after reboot, the firewall is not loaded"
+tables=$(pi 'sudo nft list tables')
+grep -q 'inet pvs_bridge' <<<"$tables" || fail "after reboot, the firewall is not loaded: $tables"
 [[ $(pi hostname) == pvs-bridge ]] || fail "after reboot, the host name is $(pi hostname)"
 facts+=("back after a reboot (firewall, routes, forwarding, hostname pvs-bridge kept)")
 
