@@ -8,6 +8,7 @@ import html
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp_cors
@@ -112,9 +113,7 @@ def create_app(
     )
     cache.follow_backoff(breaker.wait_seconds)
     limiter = (
-        RateLimiter(
-            clock, rate=rate["rate"], burst=rate["burst"], max_clients=rate["max_clients"]
-        )
+        RateLimiter(clock, rate=rate["rate"], burst=rate["burst"], max_clients=rate["max_clients"])
         if rate["enabled"]
         else None
     )
@@ -210,7 +209,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     app = request.app
     upstream, cache, metrics = app[UPSTREAM], app[CACHE], app[METRICS]
     status, _document = app[HEALTH].report()
-    families = [
+    families: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = [
         (
             "pvs_bridge_responses_total",
             "counter",
@@ -224,7 +223,10 @@ async def metrics_handler(request: web.Request) -> web.Response:
             "pvs_bridge_upstream_requests_total",
             "counter",
             "Requests sent to the PVS by command or path.",
-            [({"name": name}, float(count)) for name, count in sorted(upstream.stats.calls.items())],
+            [
+                ({"name": name}, float(count))
+                for name, count in sorted(upstream.stats.calls.items())
+            ],
         ),
         (
             "pvs_bridge_upstream_failures_total",
@@ -244,15 +246,20 @@ async def metrics_handler(request: web.Request) -> web.Response:
             "Age of each cached answer.",
             [({"key": str(row["key"])}, float(str(row["age_s"]))) for row in cache.snapshot()],
         ),
-        ("pvs_bridge_up", "gauge", "1 unless /health says down.", [({}, 0.0 if status == 503 else 1.0)]),
+        (
+            "pvs_bridge_up",
+            "gauge",
+            "1 unless /health says down.",
+            [({}, 0.0 if status == 503 else 1.0)],
+        ),
     ]
     return web.Response(text=render(families), content_type="text/plain", charset="utf-8")
 
 
 async def index_handler(request: web.Request) -> web.Response:
     """GET / (and HEAD /, which some integrations send before each poll)."""
-    status, document = request.app[HEALTH].report()
-    upstream = document["upstream"]
+    _status, document = request.app[HEALTH].report()
+    upstream = cast(dict[str, object], document["upstream"])
     rows = "".join(
         f"<tr><td><a href='{html.escape(str(row['key']))}'>{html.escape(str(row['name']))}</a></td>"
         f"<td>{row['age_s']} s</td><td>{row['state']}</td></tr>"
@@ -269,4 +276,4 @@ async def index_handler(request: web.Request) -> web.Response:
 <table border="1" cellpadding="4"><tr><th>cached</th><th>age</th><th>state</th></tr>{rows}</table>
 </body></html>
 """
-    return web.Response(text=page, content_type="text/html", status=200 if status != 503 else 200)
+    return web.Response(text=page, content_type="text/html")

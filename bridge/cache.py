@@ -13,6 +13,7 @@ through the one upstream gate). Rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,11 @@ class TooStale(UpstreamError):
     kind = "too_stale"
 
     def __init__(self, cause: UpstreamError, age: float | None) -> None:
-        where = "no answer was ever received" if age is None else f"the last good answer is {age:.0f} s old"
+        where = (
+            "no answer was ever received"
+            if age is None
+            else f"the last good answer is {age:.0f} s old"
+        )
         super().__init__(f"{cause.message}; {where}", retry_after=cause.retry_after)
         self.cause = cause
         self.age = age
@@ -133,7 +138,9 @@ class AnswerCache:
         if stored is not None and request.route.cache is CacheClass.REFRESH:
             stored.last_access = self.clock.monotonic()
             self._ensure_refresher(stored)
-        return Lookup(answer, "MISS", self.clock.monotonic() - answer.fetched_at, self._ttl_for(request))
+        return Lookup(
+            answer, "MISS", self.clock.monotonic() - answer.fetched_at, self._ttl_for(request)
+        )
 
     async def prefetch(self, request: ProxyRequest) -> None:
         """Fill the cache without counting as client interest (used to warm up at start)."""
@@ -166,7 +173,9 @@ class AnswerCache:
             return answer
         key = request.target
         previous = self._entries.get(key)
-        why = suspicious_change(request.name, answer.body, previous.answer.body if previous else None)
+        why = suspicious_change(
+            request.name, answer.body, previous.answer.body if previous else None
+        )
         if why is not None:
             self.counts["rejected"] += 1
             self.rejections = [*self.rejections[-9:], (self.clock.wall(), key, why)]
@@ -210,10 +219,9 @@ class AnswerCache:
                 await self.clock.sleep(due - now)
                 continue
             self._last_refresh_start[key] = now
-            try:
+            # Failures are counted by the upstream and the breaker; the loop waits them out.
+            with contextlib.suppress(UpstreamError):
                 await asyncio.shield(self._shared_fetch(request))
-            except UpstreamError:
-                pass  # counted by the upstream and the breaker; the loop waits them out
 
     def _refresh_due(self, entry: Entry, now: float) -> float:
         """When the next refresh should start: ahead of expiry, never twice within a TTL."""

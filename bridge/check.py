@@ -28,6 +28,13 @@ def _default_route_interfaces(route_table: Path = Path("/proc/net/route")) -> li
     return found
 
 
+def _ip_forward(path: Path = Path("/proc/sys/net/ipv4/ip_forward")) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return "?"
+
+
 async def run(cfg: Config) -> int:
     """Print what is right and wrong; 0 when everything checked out."""
     problems = 0
@@ -40,16 +47,23 @@ async def run(cfg: Config) -> int:
     upstream = resolve_upstream_url(cfg)
     host = urlsplit(upstream).hostname
     side = interfaces.pvs_side(cfg["upstream"]["interface"], host)
-    report(side is not None, "PVS-side interface: " + (
-        f"{side.name} {side.address} ({side.network})" if side else "none found on 172.27.0.0/16"))
+    report(
+        side is not None,
+        "PVS-side interface: "
+        + (
+            f"{side.name} {side.address} ({side.network})"
+            if side
+            else "none found on 172.27.0.0/16"
+        ),
+    )
     defaults = _default_route_interfaces()
     via_pvs = [item for item in defaults if side is not None and item[0] == side.name]
-    report(not via_pvs, "default route not via the PVS: " + (
-        ", ".join(f"{name} via {gw}" for name, gw in defaults) or "no default route"))
-    try:
-        forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-    except OSError:
-        forwarding = "?"
+    report(
+        not via_pvs,
+        "default route not via the PVS: "
+        + (", ".join(f"{name} via {gw}" for name, gw in defaults) or "no default route"),
+    )
+    forwarding = _ip_forward()
     report(forwarding == "0", f"IPv4 forwarding off (ip_forward={forwarding})")
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -57,8 +71,11 @@ async def run(cfg: Config) -> int:
             async with session.get(f"{upstream}/cgi-bin/dl_cgi/supervisor/info") as response:
                 body = await response.read()
             info = json.loads(body).get("supervisor", {}) if response.status == 200 else {}
-            report(response.status == 200, f"PVS at {upstream} answers supervisor/info: "
-                   f"HTTP {response.status} {info.get('MODEL', '')} {info.get('SWVER', '')}".rstrip())
+            report(
+                response.status == 200,
+                f"PVS at {upstream} answers supervisor/info: "
+                f"HTTP {response.status} {info.get('MODEL', '')} {info.get('SWVER', '')}".rstrip(),
+            )
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             report(False, f"PVS at {upstream} unreachable: {error or type(error).__name__}")
         listen_host, port = parse_hostport(cfg["server"]["listen"][0], "server.listen")
@@ -66,10 +83,14 @@ async def run(cfg: Config) -> int:
         try:
             async with session.get(f"http://{local}:{port}/health") as response:
                 health = json.loads(await response.read())
-            report(health.get("status") != "down",
-                   f"bridge on port {port}: status {health.get('status')} "
-                   + "; ".join(health.get("reasons", [])))
+            report(
+                health.get("status") != "down",
+                f"bridge on port {port}: status {health.get('status')} "
+                + "; ".join(health.get("reasons", [])),
+            )
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            report(False, f"bridge not answering on {local}:{port}: {error or type(error).__name__}")
+            report(
+                False, f"bridge not answering on {local}:{port}: {error or type(error).__name__}"
+            )
     print("check: " + ("all good" if problems == 0 else f"{problems} problem(s)"))
     return 0 if problems == 0 else 1

@@ -55,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
     simulate.add_argument("--inverters", type=int, default=12)
     simulate.add_argument("--firmware", choices=("legacy",), default="legacy")
-    simulate.add_argument("--latency", type=float, default=2.0, metavar="S",
-                          help="seconds a DeviceList takes (other commands a tenth)")
+    simulate.add_argument(
+        "--latency",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds a DeviceList takes (other commands a tenth)",
+    )
     simulate.add_argument("--session-ttl", type=float, default=300.0, metavar="S")
     simulate.set_defaults(handler=run_simulate)
 
@@ -74,17 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None,
-                        help=f"TOML config file (default {config.DEFAULT_CONFIG_PATH} if present)")
-    parser.add_argument("--listen", action="append", metavar="HOST:PORT",
-                        help="address to listen on (repeatable)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"TOML config file (default {config.DEFAULT_CONFIG_PATH} if present)",
+    )
+    parser.add_argument(
+        "--listen", action="append", metavar="HOST:PORT", help="address to listen on (repeatable)"
+    )
     parser.add_argument("--upstream", metavar="URL", help='PVS base URL, or "auto"')
-    parser.add_argument("--refresh", type=float, metavar="SECONDS",
-                        help="DeviceList refresh interval")
-    parser.add_argument("--rate-limit", metavar="off|RATE/BURST",
-                        help="per-client rate limit, e.g. 5/30, or off")
-    parser.add_argument("--max-stale", type=float, metavar="SECONDS",
-                        help="never serve data older than this")
+    parser.add_argument(
+        "--refresh", type=float, metavar="SECONDS", help="DeviceList refresh interval"
+    )
+    parser.add_argument(
+        "--rate-limit", metavar="off|RATE/BURST", help="per-client rate limit, e.g. 5/30, or off"
+    )
+    parser.add_argument(
+        "--max-stale", type=float, metavar="SECONDS", help="never serve data older than this"
+    )
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -176,8 +189,9 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
                 log.error("cannot listen on %s: %s", item, error.strerror or error)
                 return 1
             urls.append(f"http://{item}")
-        log.info("pvs-bridge %s serving %s for PVS %s", __version__, ", ".join(urls),
-                 cfg.upstream_url)
+        log.info(
+            "pvs-bridge %s serving %s for PVS %s", __version__, ", ".join(urls), cfg.upstream_url
+        )
         if ready is not None:
             ready(urls)
         await _wait_for_signal()
@@ -213,8 +227,9 @@ def simulator_options(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--inverters: {args.inverters} is not between 0 and 10000")
     if args.latency < 0:
         raise ConfigError(f"--latency: {args.latency} must not be negative")
-    options = SimulatorOptions(inverters=args.inverters, latency=args.latency,
-                               firmware=args.firmware)
+    options = SimulatorOptions(
+        inverters=args.inverters, latency=args.latency, firmware=args.firmware
+    )
     if hasattr(args, "session_ttl"):
         options.session_ttl = args.session_ttl
     return options
@@ -227,8 +242,13 @@ async def simulate(args: argparse.Namespace) -> int:
     host, port = config.parse_hostport(args.listen, "--listen")
     simulator = server.build(simulator_options(args))
     runner, url = await server.start(simulator, host, port)
-    log.info("simulated PVS (%s firmware, %d inverters) at %s; stats at %s/_sim/stats",
-             args.firmware, args.inverters, url, url)
+    log.info(
+        "simulated PVS (%s firmware, %d inverters) at %s; stats at %s/_sim/stats",
+        args.firmware,
+        args.inverters,
+        url,
+        url,
+    )
     try:
         await _wait_for_signal()
     finally:
@@ -239,6 +259,7 @@ async def simulate(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """`pvs-bridge demo`."""
     setup_logging("info")
+    args.state_dir = os.path.abspath(".demo-state")
     return run_async(demo(args))
 
 
@@ -248,11 +269,12 @@ async def demo(args: argparse.Namespace) -> int:
 
     simulator = server.build(simulator_options(args))
     sim_runner, sim_url = await server.start(simulator, "127.0.0.1", 0)
+    state_dir: str = args.state_dir
     cfg = config.load(
         None,
         environ={},
         overrides={
-            "server": {"listen": [args.listen], "state_dir": str(Path(".demo-state").resolve())},
+            "server": {"listen": [args.listen], "state_dir": state_dir},
             "upstream": {"url": sim_url},
             "cache": {"refresh": 15.0},
         },

@@ -169,7 +169,9 @@ def load(
     return Config(values)
 
 
-def _merge_document(values: dict[str, dict[str, Any]], document: dict[str, Any], source: str) -> None:
+def _merge_document(
+    values: dict[str, dict[str, Any]], document: dict[str, Any], source: str
+) -> None:
     for section, items in document.items():
         if section not in SCHEMA:
             raise ConfigError(f"{source}: unknown section [{section}]")
@@ -293,10 +295,12 @@ def _check_combinations(values: dict[str, dict[str, Any]]) -> None:
     if upstream["backoff_max"] < upstream["backoff_initial"]:
         raise ConfigError("upstream.backoff_max: must be at least upstream.backoff_initial")
     if writes["enabled"] and len(writes["token"]) < 16:
-        raise ConfigError("writes.token: writes are enabled, so a token of 16+ characters is needed")
+        raise ConfigError(
+            "writes.token: writes are enabled, so a token of 16+ characters is needed"
+        )
     if 0 < cache["max_stale"] < cache["refresh"]:
         raise ConfigError("cache.max_stale: must be 0 (off) or at least cache.refresh")
     origins = values["cors"]["origins"]
     for origin in origins:
-        if origin != "*" and origin != "null" and "://" not in origin:
+        if origin not in {"*", "null"} and "://" not in origin:
             raise ConfigError(f"cors.origins: {origin!r} is not '*', 'null' or scheme://host")

@@ -18,10 +18,10 @@ def json_error(
     *,
     retry_after: float | None = None,
     headers: dict[str, str] | None = None,
-    **extra: object,
+    extra: dict[str, object] | None = None,
 ) -> web.Response:
-    """A JSON error body `{"error", "message", ...}` with the given status."""
-    body = {"error": error, "message": message, "status": status, **extra}
+    """A JSON error body `{"error", "message", "status", **extra}` with the given status."""
+    body = {"error": error, "message": message, "status": status, **(extra or {})}
     all_headers = dict(headers or {})
     if retry_after is not None:
         all_headers["Retry-After"] = str(max(1, math.ceil(retry_after)))

@@ -82,7 +82,8 @@ class HealthReporter:
             "uptime_s": round(time.time() - self.started_wall),
             "upstream": {
                 "url": self.upstream.base_url,
-                "reachable": breaker.consecutive_failures == 0 and breaker.last_success_wall is not None,
+                "reachable": breaker.consecutive_failures == 0
+                and breaker.last_success_wall is not None,
                 "last_success": iso(breaker.last_success_wall),
                 "last_success_age_s": None
                 if breaker.last_success_wall is None
@@ -100,7 +101,10 @@ class HealthReporter:
                 "next_attempt_in_s": round(breaker.wait_seconds(), 1),
                 "calls": dict(self.upstream.stats.calls),
                 "failures": dict(self.upstream.stats.failures),
-                "queue": {"waiting": self.upstream.stats.waiting, "limit": self.upstream.queue_limit},
+                "queue": {
+                    "waiting": self.upstream.stats.waiting,
+                    "limit": self.upstream.queue_limit,
+                },
                 "max_in_flight": self.upstream.stats.max_in_flight,
                 **self.backend.describe(),
             },
@@ -109,7 +113,8 @@ class HealthReporter:
                 "max_stale_s": self.cache.max_stale,
                 "served": dict(self.cache.counts),
                 "rejected": [
-                    {"at": iso(at), "key": key, "why": why} for at, key, why in self.cache.rejections
+                    {"at": iso(at), "key": key, "why": why}
+                    for at, key, why in self.cache.rejections
                 ],
             },
             "rate_limit": None

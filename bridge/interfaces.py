@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import netifaces
 
@@ -67,7 +68,8 @@ def find_pvs(hint: str = "") -> tuple[str, str] | None:
     side = pvs_side(hint)
     if side is None:
         return None
-    for gateway, interface, *_ in netifaces.gateways().get(netifaces.AF_INET, []):
+    routes: Any = netifaces.gateways().get(netifaces.AF_INET, [])
+    for gateway, interface, *_ in routes:
         if interface == side.name and ipaddress.ip_address(gateway) in side.network:
             return side.name, gateway
     return side.name, str(next(side.network.hosts()))

@@ -62,7 +62,7 @@ class Proxy:
             if proxy_request.route.write:
                 return await self._write(request, proxy_request)
         except PolicyError as refusal:
-            return json_error(refusal.status, refusal.error, refusal.message, **refusal.extra)
+            return json_error(refusal.status, refusal.error, refusal.message, extra=refusal.extra)
         try:
             lookup = await self.cache.get(proxy_request)
         except BadAnswer as error:
@@ -116,5 +116,5 @@ def upstream_error(error: UpstreamError) -> web.Response:
     if getattr(error, "cause", None) is not None:
         extra["last_good_age_s"] = None if age is None else round(age)
     return json_error(
-        error.status, error.kind, error.message, retry_after=error.retry_after, **extra
+        error.status, error.kind, error.message, retry_after=error.retry_after, extra=extra
     )

@@ -27,7 +27,11 @@ def suspicious_change(name: str, body: bytes, previous: bytes | None) -> str | N
     now_types, before_types = _device_types(document), _device_types(before)
     if now_types is None:
         return "has no device list"
-    lost = {kind for kind in ("Power Meter", "PVS") if before_types and before_types[kind] > now_types[kind]}
+    lost = {
+        kind
+        for kind in ("Power Meter", "PVS")
+        if before_types and before_types[kind] > now_types[kind]
+    }
     if lost:
         return "lacks the " + " and ".join(sorted(lost)) + " device(s) the last good answer had"
     return None

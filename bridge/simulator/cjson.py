@@ -7,6 +7,7 @@ or `}`, so a stand-in that printed JSON differently could break it.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -37,12 +38,15 @@ def _value(value: Any, depth: int) -> str:
 
 def _object(value: dict[str, Any], depth: int) -> str:
     indent = "\t" * depth
-    items = [f"{indent}{json.dumps(key, ensure_ascii=False)}:\t{_value(item, depth)}" for key, item in value.items()]
+    items = [
+        f"{indent}{json.dumps(key, ensure_ascii=False)}:\t{_value(item, depth)}"
+        for key, item in value.items()
+    ]
     return "{\n" + ",\n".join(items) + ("\n" if items else "") + "\t" * (depth - 1) + "}"
 
 
 def _number(value: float) -> str:
-    if value != value or value in (float("inf"), float("-inf")):
+    if math.isnan(value) or math.isinf(value):
         return "null"
     if value.is_integer() and abs(value) < 2**31:
         return str(int(value))

@@ -24,7 +24,9 @@ def device_list(site: Site, swver: str) -> dict[str, Any]:
     curtime = pvs_time(now)
     devices: list[dict[str, Any]] = [supervisor_device(site, swver, now)]
     devices.extend(meter_devices(site, now, curtime))
-    devices.extend(inverter_device(site, index, now, curtime) for index in range(len(site.inverters)))
+    devices.extend(
+        inverter_device(site, index, now, curtime) for index in range(len(site.inverters))
+    )
     return {"devices": devices, "result": "succeed"}
 
 
@@ -61,7 +63,12 @@ def meter_devices(site: Site, now: float, curtime: str) -> list[dict[str, Any]]:
     production = site.production_kw(now)
     net = site.load_kw(now) - production
     imported, exported = site.grid_counters(now)
-    common = {"CURTIME": curtime, "DATATIME": measured, "DEVICE_TYPE": "Power Meter", "ISDETAIL": True}
+    common = {
+        "CURTIME": curtime,
+        "DATATIME": measured,
+        "DEVICE_TYPE": "Power Meter",
+        "ISDETAIL": True,
+    }
     producer = {
         "CAL0": "50",
         **common,
@@ -154,7 +161,12 @@ def start(site: Site, swver: str) -> dict[str, Any]:
     """Command=Start: opens a "configuration session", returns the supervisor."""
     return {
         "result": "succeed",
-        "supervisor": {"FWVER": "1.0.0", "MODEL": site.model, "SERIAL": site.serial, "SWVER": swver},
+        "supervisor": {
+            "FWVER": "1.0.0",
+            "MODEL": site.model,
+            "SERIAL": site.serial,
+            "SWVER": swver,
+        },
     }
 
 
@@ -170,15 +182,48 @@ def supervisor_info(site: Site, swver: str, build: int | None) -> dict[str, Any]
 def get_comm(site: Site) -> dict[str, Any]:
     """Command=Get_Comm: the PVS's network interfaces."""
     interfaces = [
-        {"interface": "wan", "internet": "up", "ipaddr": "192.168.20.10", "link": "connected",
-         "mode": "wan", "sms": "reachable", "state": "up"},
-        {"interface": "plc", "internet": "down", "ipaddr": "", "link": "disconnected",
-         "pairing": "unpaired", "sms": "unreachable", "speed": 0, "state": "down"},
-        {"interface": "sta0", "internet": "down", "ipaddr": "192.168.21.10", "signal": "-74",
-         "sms": "unreachable", "ssid": "Home Network", "status": "connected"},
-        {"interface": "cell", "internet": "down", "ipaddr": "", "is_primary": False,
-         "link": "disconnected", "modem": "MODEM_OK", "provider": "UNKNOWN", "signal": 0,
-         "sim": "SIM_READY", "sms": "unreachable", "state": "DOWN", "status": "NOT_REGISTERED"},
+        {
+            "interface": "wan",
+            "internet": "up",
+            "ipaddr": "192.168.20.10",
+            "link": "connected",
+            "mode": "wan",
+            "sms": "reachable",
+            "state": "up",
+        },
+        {
+            "interface": "plc",
+            "internet": "down",
+            "ipaddr": "",
+            "link": "disconnected",
+            "pairing": "unpaired",
+            "sms": "unreachable",
+            "speed": 0,
+            "state": "down",
+        },
+        {
+            "interface": "sta0",
+            "internet": "down",
+            "ipaddr": "192.168.21.10",
+            "signal": "-74",
+            "sms": "unreachable",
+            "ssid": "Home Network",
+            "status": "connected",
+        },
+        {
+            "interface": "cell",
+            "internet": "down",
+            "ipaddr": "",
+            "is_primary": False,
+            "link": "disconnected",
+            "modem": "MODEM_OK",
+            "provider": "UNKNOWN",
+            "signal": 0,
+            "sim": "SIM_READY",
+            "sms": "unreachable",
+            "state": "DOWN",
+            "status": "NOT_REGISTERED",
+        },
     ]
     return {
         "networkstatus": {

@@ -133,7 +133,9 @@ class Site:
         sun = sun_fraction(at, self.utc_offset_hours)
         jitter = 1.0 + 0.03 * _noise(inverter.serial, at)
         power = max(0.0, inverter.rated_kw * sun * jitter)
-        energy = inverter.energy_offset_kwh + inverter.rated_kw * sun_hours(at, self.utc_offset_hours)
+        energy = inverter.energy_offset_kwh + inverter.rated_kw * sun_hours(
+            at, self.utc_offset_hours
+        )
         voltage = 240.0 + 5.0 * _noise("v", inverter.serial, at)
         mppt_v = 52.0 + 3.0 * _noise("mppt", inverter.serial, at) if power else 0.0
         return {

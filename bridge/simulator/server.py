@@ -23,6 +23,9 @@ from bridge.simulator.model import Site
 
 SERVER_HEADER = "lighttpd/1.4.35"
 FORBIDDEN_BODY = b'{ "status":403, "error" : "Unauthorized", "path":"" }\n'
+NOT_FOUND_PAGE = (
+    '<?xml version="1.0" encoding="iso-8859-1"?>\n<html><body>404 - Not Found</body></html>\n'
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -175,7 +178,7 @@ class Simulator:
             return pvs_json(answers[tail]())
         return web.Response(
             status=404,
-            text="<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<html><body>404 - Not Found</body></html>\n",
+            text=NOT_FOUND_PAGE,
             content_type="text/html",
         )
 
