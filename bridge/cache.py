@@ -25,7 +25,7 @@ from bridge.answer import Answer
 from bridge.clock import Clock
 from bridge.policy import CacheClass, ProxyRequest
 from bridge.sanity import suspicious_change
-from bridge.upstream import BadAnswer, UpstreamError
+from bridge.upstream import BadAnswer, GateFull, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ class AnswerCache:
                 return Lookup(entry.answer, "STALE", age, 0.0, self._stale_warning())
         try:
             answer = await asyncio.shield(self._shared_fetch(request))
-        except BadAnswer:
-            raise  # the PVS's own answer; the caller decides whether to pass it on
+        except (BadAnswer, GateFull):
+            raise  # the PVS's own answer, or a full queue: nothing to do with data age
         except UpstreamError as error:
             last = self._last_good_at.get(key)
             raise TooStale(error, None if last is None else self.clock.monotonic() - last) from None

@@ -22,6 +22,7 @@ from bridge.simulator import cjson, legacy
 from bridge.simulator.model import Site
 
 SERVER_HEADER = "lighttpd/1.4.35"
+WRITE_COMMANDS = ("GridProfileRefresh", "SetCellPurchased", "StartDiscovery", "CancelDiscovery")
 FORBIDDEN_BODY = b'{ "status":403, "error" : "Unauthorized", "path":"" }\n'
 NOT_FOUND_PAGE = (
     '<?xml version="1.0" encoding="iso-8859-1"?>\n<html><body>404 - Not Found</body></html>\n'
@@ -140,6 +141,8 @@ class Simulator:
             "GridProfileGet": legacy.grid_profile,
             "GetDiscoveryProgress": lambda: legacy.discovery_progress(site),
             "GetCellPurchased": lambda: {"result": "succeed", "cellpurchased": False},
+            # Writes: the simulator accepts them so a bridge with writes enabled can be tested.
+            **dict.fromkeys(WRITE_COMMANDS, lambda: {"result": "succeed"}),
         }
         if command == "DeviceDetails":
             found = legacy.device_details(site, request.query.get("SerialNumber", ""), opts.swver)
