@@ -138,6 +138,10 @@ class Upstream:
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        # aiohttp silently resends an idempotent request once when the connection drops
+        # (aio-libs/aiohttp#10790, no public switch): a second request to a PVS that just
+        # reset us is exactly the retry the breaker exists to prevent.
+        self._session._retry_connection = False
 
     async def close(self) -> None:
         """Close the client session."""
