@@ -258,6 +258,16 @@ class AnswerCache:
             )
         return rows
 
+    def next_refresh_in(self) -> float | None:
+        """Seconds until the soonest background refresh (None when none is scheduled)."""
+        now = self.clock.monotonic()
+        waits = [
+            self._refresh_due(entry, now) - now
+            for key in list(self._refreshers)
+            if (entry := self._entries.get(key)) is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
     def servable(self) -> bool:
         """Whether any entry can still be served (fresh or within the maximum staleness)."""
         now = self.clock.monotonic()
