@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp_cors
 from aiohttp import web
 
-from bridge import interfaces
+from bridge import hardening, interfaces
 from bridge.backend import Backend, PassThrough
 from bridge.breaker import Breaker
 from bridge.cache import AnswerCache
@@ -79,6 +79,7 @@ def create_app(
     app = web.Application(
         middlewares=[json_errors], client_max_size=config["server"]["max_request_bytes"]
     )
+    hardening.install(app, config)
     breaker = Breaker(
         clock,
         initial=up["backoff_initial"],

@@ -169,14 +169,10 @@ def run_serve(args: argparse.Namespace) -> int:
 async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -> int:
     """Run the bridge until SIGTERM/SIGINT, then shut down within the grace period."""
     from bridge.app import create_app
+    from bridge.hardening import make_runner
 
     app = create_app(cfg)
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=cfg["server"]["shutdown_grace"],
-        handle_signals=False,
-    )
+    runner = make_runner(app, cfg)
     await runner.setup()
     urls: list[str] = []
     try:
