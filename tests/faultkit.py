@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge import config
 from bridge.app import CACHE, UPSTREAM, create_app
 from bridge.clock import Clock, FakeClock, settle
+from bridge.hardening import make_runner
 from bridge.simulator import server as sim_server
 from bridge.simulator.server import Simulator, SimulatorOptions
 
@@ -129,3 +131,91 @@ async def health(client: Client) -> tuple[int, dict[str, Any]]:
     response = await client.get("/health")
     document: dict[str, Any] = await response.json()
     return response.status, document
+
+
+@dataclass
+class Served:
+    """A bridge served exactly as `pvs-bridge serve` serves it (BridgeRunner), on loopback."""
+
+    app: web.Application
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Its base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def served_bridge(
+    upstream_url: str, /, *, clock: Clock | None = None, **sections: dict[str, Any]
+) -> AsyncIterator[Served]:
+    """The production runner (hardened parser, JSON parser errors) on a free port."""
+    cfg = bridge_config(upstream_url, **sections)
+    app = create_app(cfg, clock=clock or FakeClock())
+    runner = make_runner(app, cfg)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    try:
+        yield Served(app, int(sockets[0].getsockname()[1]))
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class RawAnswer:
+    """An HTTP answer read off a raw socket."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.body)
+
+
+def parse_raw(data: bytes) -> RawAnswer | None:
+    """Parse the first HTTP answer in `data` (None if there is none)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep or not head.startswith(b"HTTP/1."):
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", len(rest)))
+    return RawAnswer(status, headers, rest[:length])
+
+
+async def raw_request(port: int, data: bytes, limit: float = 5.0) -> RawAnswer | None:
+    """Send raw bytes to 127.0.0.1:port and read the answer (the bridge closes after it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        received = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while loop.time() < deadline:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), deadline - loop.time())
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            answer = parse_raw(received)
+            if answer is not None and len(answer.body) == int(
+                answer.headers.get("content-length", -1)
+            ):
+                return answer
+        return parse_raw(received)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
