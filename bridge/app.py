@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp_cors
 from aiohttp import web
 
-from bridge import hardening, interfaces
+from bridge import hardening, interfaces, warmstore
 from bridge.backend import Backend, PassThrough
 from bridge.breaker import Breaker
 from bridge.cache import AnswerCache
@@ -133,6 +133,7 @@ def create_app(
     app[BACKEND], app[HEALTH], app[METRICS], app[PROXY] = backend, health, metrics, proxy
 
     app.cleanup_ctx.append(_upstream_session)
+    app.cleanup_ctx.append(warmstore.context(config, cache, clock, upstream.base_url))
     app.cleanup_ctx.append(_background)
     _add_routes(app, proxy, config["cors"]["origins"])
     return app
