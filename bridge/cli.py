@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a DeviceList takes (other commands a tenth)",
     )
     simulate.add_argument("--session-ttl", type=float, default=300.0, metavar="S")
+    simulate.add_argument(
+        "--faults", default="ok", metavar="MODE",
+        help="start in this fault mode (POST /_sim/faults changes it at run time)",
+    )  # fmt: skip
     simulate.set_defaults(handler=run_simulate)
 
     demo = commands.add_parser("demo", help="run a simulator and a bridge on loopback")
@@ -238,6 +242,14 @@ async def simulate(args: argparse.Namespace) -> int:
     host, port = config.parse_hostport(args.listen, "--listen")
     simulator = server.build(simulator_options(args))
     runner, url = await server.start(simulator, host, port)
+    from bridge.simulator.faults import FaultError, FaultSettings
+
+    try:
+        await simulator.faults.apply(FaultSettings.parse({"mode": args.faults}))
+    except FaultError as error:
+        await runner.cleanup()
+        raise ConfigError(f"--faults: {error}") from None
+    log.info("fault mode %s; control also at %s/_sim/faults", args.faults, simulator.control_url)
     log.info(
         "simulated PVS (%s firmware, %d inverters) at %s; stats at %s/_sim/stats",
         args.firmware,
