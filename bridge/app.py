@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp_cors
 from aiohttp import web
 
-from bridge import interfaces, varserver
+from bridge import hardening, interfaces, varserver, warmstore
 from bridge.backend import Backend
 from bridge.breaker import Breaker
 from bridge.cache import AnswerCache
@@ -80,6 +80,7 @@ def create_app(
     app = web.Application(
         middlewares=[json_errors], client_max_size=config["server"]["max_request_bytes"]
     )
+    hardening.install(app, config)
     breaker = Breaker(
         clock,
         initial=up["backoff_initial"],
@@ -131,6 +132,7 @@ def create_app(
     app[BACKEND], app[HEALTH], app[METRICS], app[PROXY] = backend, health, metrics, proxy
 
     app.cleanup_ctx.append(_upstream_session)
+    app.cleanup_ctx.append(warmstore.context(config, cache, clock, upstream.base_url))
     app.cleanup_ctx.append(_background)
     _add_routes(app, proxy, config["cors"]["origins"])
     if isinstance(backend, FirmwareBackend):  # the 2025 API for new-firmware clients

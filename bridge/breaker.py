@@ -40,7 +40,7 @@ class Breaker:
         self.initial = initial
         self.maximum = maximum
         self.threshold = threshold
-        self._jitter = jitter
+        self.jitter = jitter  # tests replace it to make delays exact
         self.consecutive_failures = 0
         self.not_before = 0.0  # monotonic time before which no attempt goes upstream
         self.last_failure: FailureRecord | None = None
@@ -64,7 +64,7 @@ class Breaker:
         base = min(self.maximum, self.initial * (2 ** max(0, failures - 1)))
         # Full jitter on the upper half: between 50% and 100% of the base delay, so a
         # fleet of bridges restarted together does not probe in lockstep.
-        return base * (0.5 + 0.5 * self._jitter())
+        return base * (0.5 + 0.5 * self.jitter())
 
     def record_success(self) -> None:
         """A good answer: close the breaker and forget the delay."""

@@ -258,6 +258,28 @@ class AnswerCache:
             )
         return rows
 
+    def preload(self, request: ProxyRequest, answer: Answer) -> None:
+        """Hold a good answer kept from an earlier run (warm start), unless one is here."""
+        key = request.target
+        if key not in self._entries:
+            self._entries[key] = Entry(request, answer, self._ttl_for(request), float("-inf"))
+            self._last_good_at[key] = answer.fetched_at
+
+    def peek(self, key: str) -> Answer | None:
+        """The good answer held for `key`, if any (no side effects)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.answer
+
+    def next_refresh_in(self) -> float | None:
+        """Seconds until the soonest background refresh (None when none is scheduled)."""
+        now = self.clock.monotonic()
+        waits = [
+            self._refresh_due(entry, now) - now
+            for key in list(self._refreshers)
+            if (entry := self._entries.get(key)) is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
     def servable(self) -> bool:
         """Whether any entry can still be served (fresh or within the maximum staleness)."""
         now = self.clock.monotonic()

@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve HTTPS with a self-signed certificate, like the PVS",
     )
+    simulate.add_argument(
+        "--faults", default="ok", metavar="MODE",
+        help="start in this fault mode (POST /_sim/faults changes it at run time)",
+    )  # fmt: skip
     simulate.set_defaults(handler=run_simulate)
 
     demo = commands.add_parser("demo", help="run a simulator and a bridge on loopback")
@@ -179,14 +183,10 @@ def run_serve(args: argparse.Namespace) -> int:
 async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -> int:
     """Run the bridge until SIGTERM/SIGINT, then shut down within the grace period."""
     from bridge.app import create_app
+    from bridge.hardening import make_runner
 
     app = create_app(cfg)
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=cfg["server"]["shutdown_grace"],
-        handle_signals=False,
-    )
+    runner = make_runner(app, cfg)
     await runner.setup()
     urls: list[str] = []
     try:
@@ -273,6 +273,14 @@ async def simulate(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="pvs-sim-") as scratch:
             context = server_context(*self_signed(Path(scratch), "pvs"))
     runner, url = await server.start(simulator, host, port, context)
+    from bridge.simulator.faults import FaultError, FaultSettings
+
+    try:
+        await simulator.faults.apply(FaultSettings.parse({"mode": args.faults}))
+    except FaultError as error:
+        await runner.cleanup()
+        raise ConfigError(f"--faults: {error}") from None
+    log.info("fault mode %s; control also at %s/_sim/faults", args.faults, simulator.control_url)
     log.info(
         "simulated PVS (%s firmware, %d inverters) at %s; stats at %s/_sim/stats",
         args.firmware,

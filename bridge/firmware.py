@@ -163,7 +163,14 @@ class FirmwareDetector:
                 if self._checked_at is None or now - self._checked_at >= REDETECT_AFTER:
                     self.kind = None
                     await self._probe()  # an upgrade shows in supervisor/info
-                if self.kind != NEW and (self.supervisor is None or self.supervisor.build is None):
+                # Only a PVS that answers supervisor/info (without a build to go by) is
+                # judged by the 403 itself. When supervisor/info fails too, the PVS is
+                # sick (legacy units send 403/500 bursts until a reboot), not upgraded:
+                # flipping to 2025 then would stick after it recovers.
+                answered_without_build = (
+                    self.supervisor is not None and self.supervisor.build is None
+                )
+                if self.kind != NEW and answered_without_build:
                     self.kind, self.source = NEW, "first 403 to a legacy command"
                     log.info("PVS firmware: 2025 (%s)", self.source)
         return self.kind == NEW
@@ -231,7 +238,10 @@ class FirmwareBackend:
                     self.detector.legacy_answered(request.name)
                 return answer
             if not await self.detector.forbidden():
-                raise BadAnswer(f"PVS answered {request.name} with HTTP {answer.status}", answer)
+                # Not a firmware signal after all: a failing PVS, so the breaker counts it
+                # like any other failure (and backs off) instead of letting it pass.
+                error = BadAnswer(f"PVS answered {request.name} with HTTP {answer.status}", answer)
+                raise self.legacy.upstream.count_failure(error, request.name)
             return await self._fetch_2025(request)
         try:
             return await self.legacy.fetch(request)

@@ -55,11 +55,16 @@ class HealthReporter:
         breaker = self.upstream.breaker
         reasons: list[str] = []
         servable = self.cache.servable()
+        # When the bridge will really try again: the breaker's delay, or later when the
+        # refresh-ahead schedule says so.
+        next_attempt = max(breaker.wait_seconds(), self.cache.next_refresh_in() or 0.0)
         if breaker.consecutive_failures:
             failure = breaker.last_failure
             reasons.append(
-                f"PVS failing: {breaker.consecutive_failures} failed attempt(s) in a row"
+                f"PVS failing since {iso(breaker.failing_since_wall)}: "
+                f"{breaker.consecutive_failures} failed attempt(s) in a row"
                 + (f", last: {failure.message}" if failure else "")
+                + f"; next attempt in {next_attempt:.0f} s"
             )
         if breaker.last_success_wall is None and not breaker.consecutive_failures:
             reasons.append("waiting for the first answer from the PVS")
@@ -99,7 +104,7 @@ class HealthReporter:
                 "failing_since": iso(breaker.failing_since_wall),
                 "consecutive_failures": breaker.consecutive_failures,
                 "breaker": breaker.state,
-                "next_attempt_in_s": round(breaker.wait_seconds(), 1),
+                "next_attempt_in_s": round(next_attempt, 1),
                 "calls": dict(self.upstream.stats.calls),
                 "failures": dict(self.upstream.stats.failures),
                 "queue": {

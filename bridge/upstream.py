@@ -138,6 +138,10 @@ class Upstream:
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        # aiohttp silently resends an idempotent request once when the connection drops
+        # (aio-libs/aiohttp#10790, no public switch): a second request to a PVS that just
+        # reset us is exactly the retry the breaker exists to prevent.
+        self._session._retry_connection = False
 
     async def close(self) -> None:
         """Close the client session."""
@@ -249,14 +253,16 @@ class Upstream:
                 )
         except TimeoutError:
             error: UpstreamError = TimedOut(f"PVS did not answer {name} within {timeout:g} s")
-            raise self._fail(error, name) from None
+            raise self.count_failure(error, name) from None
         except aiohttp.ClientError as exc:
             detail = str(exc) or type(exc).__name__
-            raise self._fail(Unreachable(f"PVS request {name} failed: {detail}"), name) from None
+            raise self.count_failure(
+                Unreachable(f"PVS request {name} failed: {detail}"), name
+            ) from None
         self.stats.last_elapsed = answer.elapsed
         problem = self._problem(answer, expect_json, auth_expiry)
         if problem:
-            raise self._fail(BadAnswer(f"PVS answered {name} with {problem}", answer), name)
+            raise self.count_failure(BadAnswer(f"PVS answered {name} with {problem}", answer), name)
         if answer.status < 400:
             self.breaker.record_success()
         return answer
@@ -275,7 +281,8 @@ class Upstream:
                 return f"a body that is not valid JSON ({len(answer.body)} bytes)"
         return None
 
-    def _fail(self, error: UpstreamError, name: str) -> UpstreamError:
+    def count_failure(self, error: UpstreamError, name: str) -> UpstreamError:
+        """Record a failed attempt (stats, breaker, log) and return the error to raise."""
         self.stats.failures[error.kind] += 1
         self.breaker.record_failure(error.kind, error.message)
         log.warning("upstream %s failed: %s", name, error.message)

@@ -21,6 +21,7 @@ from aiohttp import web
 from bridge import cjson
 from bridge.clock import Clock
 from bridge.simulator import legacy
+from bridge.simulator.faults import FaultInjector
 from bridge.simulator.model import Site
 
 SERVER_HEADER = "lighttpd/1.4.35"
@@ -92,10 +93,13 @@ class Simulator:
             self.clock, self.options.inverters, serial=self.options.serial, model=self.options.model
         )
         self.stats = Stats()
+        self.faults = FaultInjector(self.clock)
+        self.control_url = ""  # a side port for /_sim/* that stays open while `down`
 
     def app(self) -> web.Application:
         """The aiohttp application serving this simulated PVS."""
-        app = web.Application(middlewares=[self._count])
+        app = web.Application(middlewares=[self._count, self.faults.middleware])
+        self.faults.install(app)
         app.on_response_prepare.append(_server_header)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_post("/_sim/stats/reset", self._reset_stats)
@@ -214,14 +218,22 @@ async def start(
     """
     runner = web.AppRunner(simulator.app(), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
-    server = site._server  # the bound socket, to learn an OS-chosen port
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    bound_port = _bound_port(site, port)
+    control = web.TCPSite(runner, host, 0)
+    await control.start()
+    simulator.faults.attach(runner, site, host, bound_port, ssl_context)
     shown = f"[{host}]" if ":" in host else host
+    simulator.control_url = f"http://{shown}:{_bound_port(control, 0)}"
     scheme = "https" if ssl_context is not None else "http"
     return runner, f"{scheme}://{shown}:{bound_port}"
+
+
+def _bound_port(site: web.TCPSite, port: int) -> int:
+    server = site._server  # the bound socket, to learn an OS-chosen port
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else port
 
 
 def stats_from(body: bytes) -> dict[str, Any]:

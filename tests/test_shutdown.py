@@ -1,0 +1,166 @@
+"""Graceful stop on SIGTERM and warm start from the last good DeviceList."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bridge.clock import FakeClock
+from bridge.warmstore import FILE_NAME
+from tests.faultkit import DEVICE_LIST, raw_request, served_bridge, simulator
+
+GET_COMM = "/cgi-bin/dl_cgi?Command=Get_Comm"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_serve(upstream: str, state_dir: Path, port: int) -> asyncio.subprocess.Process:
+    """`pvs-bridge serve` as a real process, as systemd runs it."""
+    env = {
+        **os.environ,
+        "PVS_BRIDGE_SERVER_STATE_DIR": str(state_dir),
+        "PVS_BRIDGE_SERVER_SUMMARY_INTERVAL": "0",
+        "PVS_BRIDGE_SERVER_SHUTDOWN_GRACE": "3",
+        "PVS_BRIDGE_RATE_LIMIT_ENABLED": "false",
+        "PVS_BRIDGE_UPSTREAM_TIMEOUT": "60",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{port}",
+        "--upstream", upstream, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def wait_serving(session: aiohttp.ClientSession, url: str) -> None:
+    """Poll /health until the process answers (bounded: 100 tries)."""
+    for _ in range(100):
+        try:
+            async with session.get(f"{url}/health") as response:
+                await response.read()
+                return
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the bridge never started serving")
+
+
+async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any], bytes]:
+    async with session.get(url) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def test_sigterm_answers_waiting_clients_then_a_restart_serves_at_once(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with simulator() as sim, aiohttp.ClientSession() as session:
+        process = await start_serve(sim.url, tmp_path, port)
+        try:
+            await wait_serving(session, url)
+            status, _, body = await get(session, url + DEVICE_LIST)
+            assert status == 200
+            for _ in range(20):
+                assert (await get(session, url + DEVICE_LIST))[0] == 200
+            assert not (tmp_path / FILE_NAME).exists()  # nothing written per request
+
+            await sim.fault("hang")
+            waiting = asyncio.create_task(get(session, url + GET_COMM))
+            for _ in range(200):
+                if (await sim.stats())["current"] == 1:
+                    break
+                await asyncio.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            status, headers, answer = await waiting
+            assert status == 503
+            assert headers["Content-Type"].startswith("application/json")
+            assert json.loads(answer)["error"] == "shutting_down"
+            assert await asyncio.wait_for(process.wait(), 15) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        stored = json.loads((tmp_path / FILE_NAME).read_text())
+        assert stored["upstream"] == sim.url
+
+        await sim.fault("down")  # the PVS is rebooting too: only the stored copy can help
+        process = await start_serve(sim.url, tmp_path, port)
+        try:
+            await wait_serving(session, url)
+            status, headers, again = await get(session, url + DEVICE_LIST)
+            assert status == 200
+            assert headers["X-Cache"] in ("HIT", "STALE")
+            assert again == body
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 15) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def test_the_stored_answer_keeps_its_true_age(tmp_path: Path) -> None:
+    sections: dict[str, Any] = {
+        "server": {"state_dir": str(tmp_path)},
+        "cache": {"warm_start": True, "max_stale": 900.0},
+    }
+    async with simulator() as sim:
+        first = FakeClock(wall_start=1_700_000_000.0)
+        async with served_bridge(sim.url, clock=first, **sections) as bridge:
+            answer = await raw_request(
+                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
+            )
+            assert answer is not None
+            assert answer.status == 200
+        await sim.fault("down")
+        # Restarted 100 s later (wall clock); the PVS does not answer.
+        later = FakeClock(wall_start=1_700_000_100.0)
+        async with served_bridge(sim.url, clock=later, **sections) as bridge:
+            again = await raw_request(
+                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
+            )
+            assert again is not None
+            assert (again.status, again.headers["x-cache"]) == (200, "STALE")
+            assert int(again.headers["age"]) == 100
+            assert again.body == answer.body
+        # Restarted after the maximum staleness: the stored answer is too old to serve.
+        much_later = FakeClock(wall_start=1_700_001_000.0)
+        async with served_bridge(sim.url, clock=much_later, **sections) as bridge:
+            refused = await raw_request(
+                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
+            )
+            assert refused is not None
+            assert refused.status in (502, 503, 504)
+            assert refused.json()["last_good_age_s"] is None  # nothing this run can vouch for
+
+
+async def test_a_stored_answer_from_another_pvs_is_ignored(tmp_path: Path) -> None:
+    sections: dict[str, Any] = {
+        "server": {"state_dir": str(tmp_path)},
+        "cache": {"warm_start": True},
+    }
+    async with simulator() as one, simulator() as other:
+        async with served_bridge(one.url, **sections) as bridge:
+            assert (
+                await raw_request(
+                    bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
+                )
+            ) is not None
+        await other.fault("down")
+        async with served_bridge(other.url, **sections) as bridge:
+            answer = await raw_request(
+                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
+            )
+            assert answer is not None
+            assert answer.status >= 500
