@@ -313,7 +313,7 @@ grep -q 'inet pvs_bridge' <<<"$tables" || fail "after reboot, the firewall is no
 [[ $(pi hostname) == pvs-bridge ]] || fail "after reboot, the host name is $(pi hostname)"
 facts+=("back after a reboot (firewall, routes, forwarding, hostname pvs-bridge kept)")
 
-facts+=("check mode ok (fresh, and changed=0 once provisioned); second run changed=0")
+facts+=("check mode ok (fresh, and changed=0 once provisioned), second run changed=0")
 facts+=("image $image, $((SECONDS - started))s")
 summary=$(IFS=';'; echo "${facts[*]}")
 echo "lab: ok ${summary//;/; }"
