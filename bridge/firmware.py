@@ -284,13 +284,7 @@ class FirmwareBackend:
         answer = await self.legacy.upstream.fetch(
             f"/cgi-bin/dl_cgi/{path}", name=path, timeout=self.legacy.timeout
         )
-        try:
-            document = json.loads(answer.body)
-        except ValueError:
-            document = None
-        if not answer.ok or not isinstance(document, dict):
-            raise BadAnswer(f"PVS answered {path} with HTTP {answer.status}", answer)
-        return document
+        return _json_object(answer, path)
 
     async def vars_query(self, target: str, *, timeout: float | None = None) -> Answer:
         """One `/vars` query with the bridge's session (a 400 means nothing matched)."""
@@ -343,13 +337,19 @@ class FirmwareBackend:
 def _vars_object(answer: Answer, query: str) -> dict[str, str]:
     if answer.status == 400:
         return {}  # nothing matched, e.g. no devices yet
+    document = _json_object(answer, query)
+    return {str(name): str(value) for name, value in document.items()}
+
+
+def _json_object(answer: Answer, what: str) -> dict[str, Any]:
+    """The answer's JSON object, or BadAnswer when it is an error or not an object."""
     try:
         document = json.loads(answer.body)
     except ValueError:
         document = None
     if not answer.ok or not isinstance(document, dict):
-        raise BadAnswer(f"PVS answered {query} with HTTP {answer.status}", answer)
-    return {str(name): str(value) for name, value in document.items()}
+        raise BadAnswer(f"PVS answered {what} with HTTP {answer.status}", answer)
+    return document
 
 
 def _json_answer(document: dict[str, Any], clock: Clock, status: int = 200) -> Answer:

@@ -18,11 +18,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge import config
-from bridge.app import CACHE, UPSTREAM, create_app
+from bridge.app import UPSTREAM, create_app
 from bridge.clock import Clock, FakeClock, settle
 from bridge.hardening import make_runner
 from bridge.simulator import server as sim_server
 from bridge.simulator.server import Simulator, SimulatorOptions
+from tests.conftest import bridge_config as base_config
+from tests.conftest import wait_idle
 
 DEVICE_LIST = "/cgi-bin/dl_cgi?Command=DeviceList"
 Client = TestClient[web.Request, web.Application]
@@ -75,24 +77,24 @@ async def simulator(clock: Clock | None = None, **options: Any) -> AsyncIterator
         await runner.cleanup()
 
 
+FAULT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "upstream": {
+        "timeout": 1.0,
+        "devicelist_timeout": 1.0,
+        "backoff_initial": 2.0,
+        "backoff_max": 16.0,
+        "breaker_threshold": 3,
+    },
+    "cache": {"refresh": 10.0, "max_stale": 60.0},
+}
+
+
 def bridge_config(upstream_url: str, /, **sections: dict[str, Any]) -> config.Config:
-    """A test config: fast timeouts, short backoff, no rate limit, no warm-up."""
-    overrides: dict[str, dict[str, Any]] = {
-        "server": {"listen": ["127.0.0.1:8080"], "summary_interval": 0.0},  # not bound
-        "upstream": {
-            "url": upstream_url,
-            "timeout": 1.0,
-            "devicelist_timeout": 1.0,
-            "backoff_initial": 2.0,
-            "backoff_max": 16.0,
-            "breaker_threshold": 3,
-        },
-        "cache": {"warm_start": False, "refresh": 10.0, "max_stale": 60.0},
-        "rate_limit": {"enabled": False},
-    }
+    """The shared test config with fast timeouts, short backoff and short staleness."""
+    merged = {name: dict(values) for name, values in FAULT_DEFAULTS.items()}
     for section, values in sections.items():
-        overrides.setdefault(section, {}).update(values)
-    return config.load(None, environ={}, overrides=overrides)
+        merged.setdefault(section, {}).update(values)
+    return base_config(upstream_url, **merged)
 
 
 @contextlib.asynccontextmanager
@@ -112,11 +114,7 @@ async def bridge(
 
 async def idle(client: Client, limit: float = 10.0) -> None:
     """Wait (bounded, real time) until the bridge has no upstream fetch in flight."""
-    cache = client.app[CACHE]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while cache._in_flight and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll
-        await asyncio.sleep(0.005)
+    await wait_idle(client, limit)
     await settle()
 
 
