@@ -169,6 +169,7 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     await app[UPSTREAM].start()
     yield
     await app[CACHE].close()
+    await app[BACKEND].close()  # e.g. log out of the PVS: it is reported to leak sessions
     await app[UPSTREAM].close()
 
 

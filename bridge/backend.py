@@ -29,6 +29,10 @@ class Backend(Protocol):
         """Reasons, in words, why the backend cannot fully serve (e.g. a refused login)."""
         ...
 
+    async def close(self) -> None:
+        """Release what the backend holds on the PVS (called once, at shutdown)."""
+        ...
+
 
 class PassThrough:
     """Legacy firmware: send the canonical target as it is and keep the PVS's answer."""
@@ -58,3 +62,6 @@ class PassThrough:
     def problems(self) -> list[str]:
         """A pass-through has no problems of its own: the breaker reports the PVS's."""
         return []
+
+    async def close(self) -> None:
+        """A pass-through holds nothing on the PVS."""

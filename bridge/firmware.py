@@ -322,6 +322,10 @@ class FirmwareBackend:
         """Reasons /health should show beyond the upstream's own failures."""
         return [self.session.problem] if self.session.problem else []
 
+    async def close(self) -> None:
+        """Log out of the PVS at shutdown, so a restart does not leave a session behind."""
+        await self.session.logout()
+
     def describe(self) -> dict[str, object]:
         """Firmware, translation and session state for /health."""
         described: dict[str, object] = dict(self.detector.describe())

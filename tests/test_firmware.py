@@ -258,3 +258,22 @@ async def test_upstream_https_wrong_pin_fails(
         answer = await client.get(DEVICE_LIST)
         assert answer.status >= 500
         assert (await sim_stats(url))["logins"] == 0
+
+
+async def test_bridge_logs_out_of_the_pvs_when_it_stops(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    # The PVS is reported to leak sessions; a restart must not leave one behind.
+    clock = FakeClock()
+    async with running_simulator(clock) as (_sim, url):
+        client: TestClient = await aiohttp_client(
+            create_app(bridge_config(url, tmp_path), clock=clock)
+        )
+        assert (await client.get(DEVICE_LIST)).status == 200
+        before = await sim_stats(url)
+        assert before["logins"] == 1
+        assert before["sessions"] == 1
+        await client.close()
+        after = await sim_stats(url)
+        assert after["requests"]["/auth"] == before["requests"]["/auth"] + 1
+        assert after["sessions"] == 0
