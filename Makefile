@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	cd ansible && ../$(BIN)/ansible-lint --offline
 	cd ansible && ../$(BIN)/ansible-playbook --syntax-check -i inventory.example.ini site.yml
+	$(BIN)/python deploy/lab/check-unit-drift.py
 
 format: $(STAMP)
 	$(BIN)/ruff format bridge tests bench
