@@ -290,6 +290,12 @@ class FirmwareBackend:
         """One `/vars` query with the bridge's session (a 400 means nothing matched)."""
         return await self.session.fetch(target, name="vars", timeout=timeout or self.legacy.timeout)
 
+    async def write_vars(self, target: str) -> Answer:
+        """One `/vars?set=` write with the bridge's session: sent once, never cached."""
+        return await self.session.fetch(
+            target, name="vars set", timeout=self.legacy.timeout, expect_json=False, retry=False
+        )
+
     async def device_list(self) -> Answer:
         """A legacy DeviceList built from two varserver queries."""
         info = await self.vars_query(INFO_QUERY)

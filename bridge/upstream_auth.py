@@ -153,9 +153,19 @@ class UpstreamSession:
         return LoginRefused(self.problem, retry_after=wait)
 
     async def fetch(
-        self, target: str, *, name: str, timeout: float, expect_json: bool = True
+        self,
+        target: str,
+        *,
+        name: str,
+        timeout: float,
+        expect_json: bool = True,
+        retry: bool = True,
     ) -> Answer:
-        """GET `target` with the session; on 401/403 log in again and retry once."""
+        """GET `target` with the session; on 401/403 log in again and retry once.
+
+        With `retry=False` (writes) it is sent once: a refused write is answered as the
+        PVS answered it, and the session is renewed for the next request.
+        """
         token = await self.token()
         answer = await self.upstream.fetch(
             target,
@@ -168,6 +178,8 @@ class UpstreamSession:
         if answer.status not in (401, 403):
             return answer
         self.expired(token)
+        if not retry:
+            return answer
         token = await self.token()
         return await self.upstream.fetch(
             target,

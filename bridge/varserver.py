@@ -10,7 +10,8 @@ upstream session. A client's session is never sent to the PVS.
 which is the cache key: identical queries from any number of clients share one PVS call
 per `upstream.vars_interval`. `cache=<id>` is kept by the bridge per client session
 (the PVS's own caches belong to the bridge's session, shared by every client), and
-`set=` is refused unless writes are enabled, and then needs the write token too.
+`set=` is refused unless writes are enabled; then, with the write token, it is sent to
+the PVS once, never cached and never re-sent.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -42,11 +44,14 @@ from bridge.upstream import BadAnswer, UpstreamError
 USER = "ssm_owner"
 MAX_QUERY_BYTES = 1024
 MAX_CACHE_IDS = 16
+log = logging.getLogger(__name__)
+
 # What the reference client reads before it logs in (it needs the serial for the password).
 PRE_LOGIN_NAMES = frozenset({"/sys/info/serialnum", "/sys/info/ssid", "/sys/info/lmac"})
 VAR_NAME = re.compile(r"/[A-Za-z0-9_./-]{1,200}")
 MATCH = re.compile(r"[A-Za-z0-9_./-]{1,200}")
 CACHE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+SET_VALUE = re.compile(r"(/[A-Za-z0-9_./-]{1,200})=([A-Za-z0-9_.:,/ +-]{0,200})")
 VARS_ROUTE = Route("vars", CacheClass.STATUS)
 KEYS = frozenset({"name", "match", "fmt", "cache", "set"})
 
@@ -113,7 +118,10 @@ def parse_vars(raw: str) -> VarsQuery:
         raise PolicyError(400, "bad_parameter", "fmt= is obj or list")
     if cache is not None and not CACHE_ID.fullmatch(cache):
         raise PolicyError(400, "bad_parameter", "cache= takes a short name (A-Z, 0-9, _ -)")
-    query = VarsQuery(names, match, fmt, cache, seen.get("set"))
+    write = seen.get("set")
+    if write is not None and not SET_VALUE.fullmatch(write):
+        raise PolicyError(400, "bad_parameter", "set= takes /sys/...=value")
+    query = VarsQuery(names, match, fmt, cache, write)
     if not query.selects and cache is None and query.write is None:
         raise PolicyError(400, "bad_query", "/vars needs name=, match= or cache=")
     return query
@@ -281,7 +289,7 @@ class VarsService:
         if session is None and not query.pre_login:
             return json_error(401, "unauthorized", "log in first: GET /auth?login")
         if query.write is not None:
-            return self._refuse_write(request)
+            return await self._write(request, query.write)
         if not query.selects:
             assert session is not None and query.cache is not None
             known = session.caches.get(query.cache)
@@ -306,15 +314,24 @@ class VarsService:
             return upstream_error(error)
         return from_lookup(lookup)
 
-    def _refuse_write(self, request: web.Request) -> web.Response:
+    async def _write(self, request: web.Request, assignment: str) -> web.Response:
+        """`set=` reaches the PVS only with writes enabled and the write token: once, uncached."""
         if not self.writes_enabled:
             return json_error(403, "write_not_allowed", "set= is a write; writes are disabled")
         expected = f"Bearer {self.write_token}"
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), expected.encode()):
             return json_error(401, "unauthorized", "set= needs Authorization: Bearer <token>")
-        # Writes through varserver are not implemented yet: refuse rather than guess.
-        return json_error(501, "not_implemented", "set= is not passed to the PVS yet")
+        if await self.backend.detector.detect() != NEW:
+            return json_error(404, "not_on_this_firmware", "the PVS runs legacy firmware")
+        log.warning("forwarding a varserver write for %s", assignment.partition("=")[0])
+        try:
+            answer = await self.backend.write_vars("/vars?set=" + quote(assignment, safe="/=,:"))
+        except BadAnswer as error:
+            return replay(error.answer, "BYPASS")
+        except UpstreamError as error:
+            return upstream_error(error)
+        return replay(answer, "BYPASS")
 
     def describe(self) -> dict[str, object]:
         """Client sessions and the shared /vars cache, for /health."""

@@ -209,3 +209,33 @@ async def test_tls_listener_creates_and_reuses_its_certificate(tmp_path: Path) -
     first = cert.read_bytes()
     context_from_config(cfg)
     assert cert.read_bytes() == first  # reused, not replaced, on the next start
+
+
+async def test_set_with_writes_enabled_needs_the_token_and_is_sent_once_uncached(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    token = "a-write-token-of-length"
+    async with running_simulator() as (_sim, url):
+        cfg = bridge_config(url, tmp_path, writes={"enabled": True, "token": token})
+        client: TestClient = await aiohttp_client(create_app(cfg))
+        await login(client)
+        write = "set=/sys/info/ssid=Garage"
+        anonymous = await client.post("/vars", data=write)
+        assert anonymous.status == 401
+        assert (await sim_stats(url)).get("writes", 0) == 0
+        bad_shape = await client.post(
+            "/vars", data="set=ssid", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert bad_shape.status == 400
+        for _ in range(2):  # never cached: each write reaches the PVS, once
+            done = await client.post(
+                "/vars", data=write, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert done.status == 200
+            assert done.headers["X-Cache"] == "BYPASS"
+            assert json.loads(await done.read())["values"] == [
+                {"name": "/sys/info/ssid", "value": "Garage"}
+            ]
+        assert (await sim_stats(url))["writes"] == 2
+        seen = await client.post("/vars", data="name=/sys/info/ssid&fmt=obj")
+        assert json.loads(await seen.read()) == {"/sys/info/ssid": "Garage"}

@@ -7,7 +7,8 @@ What it does, as reported for PVS6 build 61840+ (see docs/pvs-api.md section 2):
   from login; `/auth?logout` ends it;
 - `/vars` (GET query or POST body) with `name=`, `match=`, `fmt=obj|list`, `cache=`:
   401 without a session except for the few `/sys/info/` names clients read before
-  logging in, 400 when nothing matches, 403 for `set=`;
+  logging in, 400 when nothing matches; `set=/name=value` with a session changes a
+  variable (the answer's shape is this simulator's guess: the list form of that one);
 - every `Command=` answers the 403 body, even with a session; the other path-style
   endpoints need a session.
 The values are the legacy mode's, renamed: one site model, two ways to read it.
@@ -152,6 +153,8 @@ class Simulator2025(Simulator):
         self.logins = 0
         self.login_failures = 0
         self.vars_queries: Counter[str] = Counter()
+        self.written: dict[str, str] = {}  # values set with `set=`, shown by later reads
+        self.writes = 0
 
     def app(self) -> web.Application:
         """The legacy app plus `/auth` and `/vars`."""
@@ -167,6 +170,7 @@ class Simulator2025(Simulator):
             login_failures=self.login_failures,
             sessions=len(self._live_sessions()),
             vars_queries=dict(self.vars_queries),
+            writes=self.writes,
         )
         return web.json_response(document)
 
@@ -235,9 +239,18 @@ class Simulator2025(Simulator):
         names = [name for name in query.get("name", "").split(",") if name]
         if token is None and not (names and set(names) <= PRE_LOGIN_NAMES and "match" not in query):
             return _error(401, "/vars", "Unauthorized")
-        if "set" in query:
-            return _error(403, "/vars", "Forbidden")
         table = variables(self.site, self.options.swver, self.options.build)
+        table.update(self.written)
+        if "set" in query:
+            name, sep, value = query["set"].partition("=")
+            if token is None or not sep or name not in table:
+                return _error(400 if token else 401, "/vars", "Bad Request")
+            self.written[name] = value  # later reads see it, as on the device
+            self.writes += 1
+            written = {"count": 1, "values": [{"name": name, "value": value}]}
+            return web.Response(
+                text=json.dumps(written, indent=2) + "\n", content_type="application/json"
+            )
         selected = self._select(table, query, names, token)
         if not selected:
             return _error(400, "/vars", "Bad Request")
