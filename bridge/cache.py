@@ -89,8 +89,10 @@ class AnswerCache:
         max_entries: int,
         max_stale: float,
         idle_after: float,
+        keeps: Callable[[Answer], bool] = lambda answer: answer.ok,
     ) -> None:
         self.clock = clock
+        self._keeps = keeps  # which answers are worth keeping (by default: 2xx)
         self._fetch = fetch
         self._ttl_for = ttl_for
         self.max_stale = max_stale
@@ -169,7 +171,7 @@ class AnswerCache:
 
     async def _fetch_and_store(self, request: ProxyRequest) -> Answer:
         answer = await self._fetch(request)
-        if not answer.ok or request.route.cache is CacheClass.NEVER:
+        if not self._keeps(answer) or request.route.cache is CacheClass.NEVER:
             return answer
         key = request.target
         previous = self._entries.get(key)

@@ -211,6 +211,9 @@ class VarsService:
             max_entries=cache["max_entries"],
             max_stale=max(cache["max_stale"], interval),
             idle_after=cache["idle_after"],
+            # "Nothing matched" (400) is an answer too: a client repeating a query that
+            # matches nothing must not reach the PVS more often than a good one.
+            keeps=lambda answer: answer.ok or answer.status == 400,
         )
         self.refused_logins = 0
 

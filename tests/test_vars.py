@@ -239,3 +239,22 @@ async def test_set_with_writes_enabled_needs_the_token_and_is_sent_once_uncached
         assert (await sim_stats(url))["writes"] == 2
         seen = await client.post("/vars", data="name=/sys/info/ssid&fmt=obj")
         assert json.loads(await seen.read()) == {"/sys/info/ssid": "Garage"}
+
+
+async def test_a_query_that_matches_nothing_is_shared_like_any_other(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    async with running_simulator(clock) as (_sim, url):
+        client: TestClient = await aiohttp_client(
+            create_app(bridge_config(url, tmp_path), clock=clock)
+        )
+        await login(client)
+        states = []
+        for _ in range(5):
+            answer = await client.post("/vars", data="name=/sys/nothing/here")
+            assert answer.status == 400  # as the PVS said it
+            states.append(answer.headers["X-Cache"])
+        assert states == ["MISS", "HIT", "HIT", "HIT", "HIT"]
+        queries = (await sim_stats(url))["vars_queries"]
+        assert queries.get("name=/sys/nothing/here") == 1
