@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 # Headers that describe one hop of a connection, never the answer itself (RFC 9110 7.6.1),
 # plus the ones the bridge sets anew when it replays an answer.
@@ -39,6 +40,13 @@ class Answer:
     def ok(self) -> bool:
         """A 2xx answer."""
         return 200 <= self.status < 300
+
+    @cached_property
+    def replay_headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers a replay starts from, content type included (built once per answer)."""
+        if self.content_type is None:
+            return self.headers
+        return (*self.headers, ("Content-Type", self.content_type))
 
 
 def replayable_headers(raw: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -7,12 +7,12 @@ import contextlib
 import html
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp_cors
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from bridge import hardening, interfaces, varserver, warmstore
 from bridge.backend import Backend
@@ -20,7 +20,6 @@ from bridge.breaker import Breaker
 from bridge.cache import AnswerCache
 from bridge.clock import Clock
 from bridge.config import Config
-from bridge.errors import json_errors
 from bridge.firmware import FirmwareBackend, firmware_backend
 from bridge.health import HealthReporter
 from bridge.metrics import Metrics, render
@@ -40,6 +39,7 @@ HEALTH = web.AppKey("health", HealthReporter)
 METRICS = web.AppKey("metrics", Metrics)
 PROXY = web.AppKey("proxy", Proxy)
 
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[object]]
 CORS_EXPOSED = ("Age", "X-Cache", "Cache-Control", "Warning", "Retry-After")
 
 
@@ -77,9 +77,7 @@ def create_app(
     """Build the bridge application from a validated config."""
     clock = clock or Clock()
     up, cache_cfg, rate = config["upstream"], config["cache"], config["rate_limit"]
-    app = web.Application(
-        middlewares=[json_errors], client_max_size=config["server"]["max_request_bytes"]
-    )
+    app = web.Application(client_max_size=config["server"]["max_request_bytes"])
     hardening.install(app, config)
     breaker = Breaker(
         clock,
@@ -137,6 +135,7 @@ def create_app(
     _add_routes(app, proxy, config["cors"]["origins"])
     if isinstance(backend, FirmwareBackend):  # the 2025 API for new-firmware clients
         varserver.setup(app, varserver.VarsService(config, clock, backend, limiter, metrics))
+    hardening.seal(app)  # last: every route guarded, the rest refused in JSON
     return app
 
 
@@ -163,6 +162,28 @@ def _add_routes(app: web.Application, proxy: Proxy, origins: list[str]) -> None:
     app.router.add_get("/", index_handler)
     for route in readable:
         cors.add(route)
+    _cors_only_for_browsers(app)
+
+
+def _cors_only_for_browsers(app: web.Application) -> None:
+    """Run aiohttp-cors's per-response hook only for requests that carry `Origin`.
+
+    It looks up the route's CORS config for every response before checking for an
+    Origin header; Home Assistant, exporters and scripts never send one, and on the
+    cache-hit path that lookup cost more than the cache itself.
+    """
+    hooks = list(app.on_response_prepare)
+    app.on_response_prepare.clear()
+    for hook in hooks:
+        app.on_response_prepare.append(_with_origin_only(hook))
+
+
+def _with_origin_only(hook: ResponseHook) -> ResponseHook:
+    async def hook_for_browsers(request: web.Request, response: web.StreamResponse) -> None:
+        if hdrs.ORIGIN in request.headers:
+            await hook(request, response)
+
+    return hook_for_browsers
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:

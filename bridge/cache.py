@@ -103,6 +103,9 @@ class AnswerCache:
             ttu=lambda _key, entry, _now: entry.answer.fetched_at + max(entry.ttl, max_stale),
             timer=clock.monotonic,
         )
+        # The same entries by key, for reads: a plain dict lookup is the cheapest thing on
+        # the cache-hit path. Pruned to the TLRU's keys on every store, so it stays bounded.
+        self._index: dict[str, Entry] = {}
         self._in_flight: dict[str, asyncio.Task[Answer]] = {}
         self._refreshers: dict[str, asyncio.Task[None]] = {}
         self._last_refresh_start: dict[str, float] = {}
@@ -113,21 +116,33 @@ class AnswerCache:
 
     async def get(self, request: ProxyRequest) -> Lookup:
         """Answer from memory when possible; otherwise wait for the one shared fetch."""
-        key = request.target
+        return self.from_memory(request) or await self.fetch_shared(request)
+
+    def from_memory(self, request: ProxyRequest) -> Lookup | None:
+        """A HIT or STALE answer without waiting (None when there is none to serve).
+
+        Synchronous on purpose: this is every cache hit, and the caller need not await.
+        """
+        entry = self._index.get(request.target)
+        if entry is None:
+            return None
         now = self.clock.monotonic()
-        entry = self._entries.get(key)
-        if entry is not None:
-            entry.last_access = now
-            age = now - entry.answer.fetched_at
-            if age < entry.ttl:
-                if request.route.cache is CacheClass.REFRESH:
-                    self._ensure_refresher(entry)
-                self.counts["HIT"] += 1
-                return Lookup(entry.answer, "HIT", age, entry.ttl - age)
-            if age <= self.max_stale:
-                self._revalidate(entry)
-                self.counts["STALE"] += 1
-                return Lookup(entry.answer, "STALE", age, 0.0, self._stale_warning())
+        entry.last_access = now
+        age = now - entry.answer.fetched_at
+        if age < entry.ttl:
+            if request.route.cache is CacheClass.REFRESH:
+                self._ensure_refresher(entry)
+            self.counts["HIT"] += 1
+            return Lookup(entry.answer, "HIT", age, entry.ttl - age)
+        if age <= self.max_stale:
+            self._revalidate(entry)
+            self.counts["STALE"] += 1
+            return Lookup(entry.answer, "STALE", age, 0.0, self._stale_warning())
+        return None
+
+    async def fetch_shared(self, request: ProxyRequest) -> Lookup:
+        """Wait for the one upstream fetch every concurrent asker of `request` shares (MISS)."""
+        key = request.target
         try:
             answer = await asyncio.shield(self._shared_fetch(request))
         except (BadAnswer, GateFull):
@@ -184,11 +199,18 @@ class AnswerCache:
             log.warning("kept the previous %s: new answer %s", request.name, why)
             raise Rejected(f"{request.name} answer rejected: {why}")
         last_access = previous.last_access if previous else float("-inf")
-        self._entries[key] = Entry(request, answer, self._ttl_for(request), last_access)
-        self._last_good_at[key] = answer.fetched_at
+        self._store(Entry(request, answer, self._ttl_for(request), last_access))
         if len(self._last_good_at) > 4 * (self._entries.maxsize or 1):
             self._last_good_at.clear()  # bounded: only a hint for error messages
         return answer
+
+    def _store(self, entry: Entry) -> None:
+        key = entry.request.target
+        self._entries[key] = entry
+        self._last_good_at[key] = entry.answer.fetched_at
+        if len(self._index) >= (self._entries.maxsize or 1):
+            self._index = {k: v for k, v in self._index.items() if k in self._entries}
+        self._index[key] = entry
 
     def _revalidate(self, entry: Entry) -> None:
         """Start one background refresh of an expired entry (unless one is on its way)."""
@@ -264,8 +286,7 @@ class AnswerCache:
         """Hold a good answer kept from an earlier run (warm start), unless one is here."""
         key = request.target
         if key not in self._entries:
-            self._entries[key] = Entry(request, answer, self._ttl_for(request), float("-inf"))
-            self._last_good_at[key] = answer.fetched_at
+            self._store(Entry(request, answer, self._ttl_for(request), float("-inf")))
 
     def peek(self, key: str) -> Answer | None:
         """The good answer held for `key`, if any (no side effects)."""

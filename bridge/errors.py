@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_error(
@@ -33,25 +30,21 @@ def json_error(
     )
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's own plain-text refusals (404, 405, 413, ...) into JSON bodies."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        headers = {
-            name: value
-            for name, value in exc.headers.items()
-            if name.lower() in ("allow", "retry-after", "www-authenticate")
-        }
-        return json_error(
-            exc.status,
-            exc.reason.lower().replace(" ", "_"),
-            _message(exc, request),
-            headers=headers,
-        )
+def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response | None:
+    """aiohttp's own plain-text refusal (404, 405, 413, ...) as a JSON body; None if not one."""
+    if exc.status < 400 or exc.content_type == "application/json":
+        return None
+    headers = {
+        name: value
+        for name, value in exc.headers.items()
+        if name.lower() in ("allow", "retry-after", "www-authenticate")
+    }
+    return json_error(
+        exc.status,
+        exc.reason.lower().replace(" ", "_"),
+        _message(exc, request),
+        headers=headers,
+    )
 
 
 def _message(exc: web.HTTPException, request: web.Request) -> str:

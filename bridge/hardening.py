@@ -5,44 +5,47 @@ Three layers, outermost first:
   its refusals (malformed lines, bad methods, duplicate Host, oversized lines) are
   normally plain text written by aiohttp's RequestHandler.handle_error, which no
   middleware sees, so `BridgeRunner` serves them through a handler that answers JSON;
-- `refuse_hostile`, a middleware that checks what the parser lets through: only
-  origin-form targets (`/path`, never `http://host/...` nor `host:port`), no dot
-  segments or encoded slashes, a sane Host, UTF-8 headers, bounded bodies, safe methods;
+- `guard`, around every route's handler (`seal` wraps them all and adds a fallback
+  route for everything else): `refuse_hostile` checks what the parser lets through
+  (only origin-form targets, never `http://host/...` nor `host:port`; no dot segments
+  or encoded slashes; a sane Host; UTF-8 headers; bounded bodies; safe methods),
+  aiohttp's own refusals (413, aiohttp-cors's 403) are turned into JSON, and requests
+  still waiting on the PVS when the bridge stops get a clean 503 rather than a dropped
+  connection. A wrapper and no middleware, because each layer costs on the hot path;
 - the policy (`bridge.policy`), which validates each command's parameters.
-
-`shutdown_guard` answers requests still waiting on the PVS when the bridge stops,
-so a client gets a clean 503 rather than a dropped connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.http_exceptions import LineTooLong
-from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from bridge.config import Config
-from bridge.errors import json_error
+from bridge.errors import from_http_exception, json_error
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RawHandler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 
 MAX_LINE = 2048  # request line: the longest allowed query is 1024 bytes
 MAX_FIELD = 4096  # one header line
 MAX_HEADERS = 48
 MAX_QUERY = 1024
+MAX_BODY_DEFAULT = 4096  # for requests refused before any app (and its config) is involved
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The 2025 API's varserver takes its query as a POST body (at most 1024 bytes on the
 # PVS); the application's client_max_size bounds what the handler reads of it.
@@ -52,6 +55,7 @@ _HOST = re.compile(
     r"[A-Za-z0-9_])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is allowed in a value
 
 
 @dataclass
@@ -132,7 +136,25 @@ class BridgeRunner(web.AppRunner):
         # Same state, another protocol factory: aiohttp has no public hook for the
         # handler class (tests/test_hostile.py fails loudly if this stops working).
         server.__class__ = _JsonErrorServer
+        server.request_handler = _unroutable_as_json(server.request_handler)
         return server
+
+
+def _unroutable_as_json(handle: RawHandler) -> RawHandler:
+    """Requests no route can even match (`CONNECT host:443`) are refused in JSON too."""
+
+    async def handle_routed(raw_request: BaseRequest) -> web.StreamResponse:
+        try:
+            return await handle(raw_request)
+        except web.HTTPException as exc:
+            request = cast(web.Request, raw_request)  # the application made a web.Request
+            refusal = await refuse_hostile(request, MAX_BODY_DEFAULT)
+            answer = refusal or from_http_exception(exc, request)
+            if answer is None:
+                raise
+            return answer
+
+    return handle_routed
 
 
 def _refuse(status: int, error: str, message: str) -> web.Response:
@@ -141,6 +163,9 @@ def _refuse(status: int, error: str, message: str) -> web.Response:
     return response
 
 
+# Clients repeat the same few paths and header sets for ever, so the verdicts are
+# memoised (bounded: a client varying them only evicts older verdicts).
+@functools.lru_cache(maxsize=1024)
 def _bad_path(raw_path: str) -> str | None:
     """Why a raw origin-form path is refused (None when it is fine)."""
     path = raw_path.partition("?")[0]
@@ -160,55 +185,140 @@ def _bad_path(raw_path: str) -> str | None:
     return None
 
 
-def _bad_headers(request: web.Request) -> str | None:
-    hosts = request.headers.getall("Host", [])
+@functools.lru_cache(maxsize=256)
+def _bad_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> str | None:
+    """Why a request's raw header lines are refused (None when they are fine)."""
+    hosts = [value for name, value in raw_headers if name.lower() == b"host"]
     if len(hosts) > 1:
         return "more than one Host header"
-    if hosts and not _HOST.fullmatch(hosts[0]):
-        return "the Host header is not a host name or address with an optional port"
-    for name, value in request.headers.items():
-        if any("\udc80" <= char <= "\udcff" for char in name + value):
-            return f"header {name.encode('utf-8', 'replace').decode()!r} is not valid UTF-8"
-        if _CONTROL.search(value.replace("\t", " ")):
+    for name, value in raw_headers:
+        try:
+            name.decode("utf-8")
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            shown = name.decode("utf-8", "replace")
+            return f"header {shown!r} is not valid UTF-8"
+        if _CONTROL_BYTES.search(value):
             return "a header contains control characters"
+    if hosts and not _HOST.fullmatch(hosts[0].decode("utf-8")):
+        return "the Host header is not a host name or address with an optional port"
     return None
 
 
-def hostile_input(config: Config) -> Middleware:
-    """The middleware that refuses hostile requests before routing (see module doc)."""
-    max_body = config["server"]["max_request_bytes"]
+LIMITS = web.AppKey("request_body_limit", int)
 
-    @web.middleware
-    async def refuse_hostile(request: web.Request, handler: Handler) -> web.StreamResponse:
-        raw = request.raw_path
-        if not raw.startswith("/"):
-            return _refuse(
-                400, "absolute_target", "only paths on this bridge are served, never other hosts"
-            )
-        why = _bad_path(raw)
-        if why is not None:
-            return _refuse(400, "bad_path", why)
-        if len(request.query_string) > MAX_QUERY:
-            return _refuse(414, "query_too_long", f"query longer than {MAX_QUERY} bytes")
-        why = _bad_headers(request)
-        if why is not None:
-            return _refuse(400, "bad_header", why)
-        if (request.method, request.path) in BODY_ROUTES:
+
+def guard(handler: Handler) -> Handler:
+    """Wrap a route handler: refuse hostile input, answer in JSON, answer at shutdown.
+
+    A wrapper per route rather than a middleware: with any middleware at all aiohttp
+    adds a second one of its own and looks the chain up per request, which cost more
+    than the whole cache-hit path.
+    """
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        refusal = refuse_at_once(request)
+        if refusal is None and request.body_exists:
+            refusal = await refuse_body(request, request.app[LIMITS])
+        if refusal is not None:
+            return refusal
+        lifecycle = request.app[LIFECYCLE]
+        task = asyncio.current_task()
+        if lifecycle.stopping.is_set() or task is None:
+            return _shutting_down()
+        lifecycle.in_flight.add(task)
+        try:
             return await handler(request)
-        if request.method not in SAFE_METHODS:
-            response = _refuse(
-                405,
-                "method_not_allowed",
-                f"method {request.method} is not allowed; the bridge is read-only "
-                "(GET, HEAD, OPTIONS)",
-            )
-            response.headers["Allow"] = "GET, HEAD, OPTIONS"
-            return response
-        if request.body_exists and await _body_too_large(request, max_body):
-            return _refuse(413, "body_too_large", f"request body over {max_body} bytes")
-        return await handler(request)
+        except web.HTTPException as exc:
+            answer = from_http_exception(exc, request)
+            if answer is None:
+                raise
+            return answer
+        except asyncio.CancelledError:
+            # Cancelled by _begin_shutdown (not by the client leaving): answer instead.
+            if not lifecycle.stopping.is_set() or task.cancelling() != 1:
+                raise
+            task.uncancel()
+            return _shutting_down()
+        finally:
+            lifecycle.in_flight.discard(task)
 
-    return refuse_hostile
+    return guarded
+
+
+async def refuse_hostile(request: web.Request, max_body: int) -> web.Response | None:
+    """A JSON refusal for a request no PVS client sends, or None to let it through."""
+    refusal = refuse_at_once(request)
+    if refusal is None and request.body_exists:
+        refusal = await refuse_body(request, max_body)
+    return refusal
+
+
+def refuse_at_once(request: web.Request) -> web.Response | None:
+    """The checks that need no reading: target, path, query, headers, method."""
+    raw = request.raw_path
+    if not raw.startswith("/"):
+        if request.version < HttpVersion10:
+            _answer_as_http11(request)
+        return _refuse(
+            400, "absolute_target", "only paths on this bridge are served, never other hosts"
+        )
+    why = _bad_path(raw)
+    if why is not None:
+        return _refuse(400, "bad_path", why)
+    path, _, query = raw.partition("?")
+    if len(query) > MAX_QUERY:
+        return _refuse(414, "query_too_long", f"query longer than {MAX_QUERY} bytes")
+    why = _bad_headers(request.raw_headers)
+    if why is not None:
+        return _refuse(400, "bad_header", why)
+    method = request.method
+    if (method, path) in BODY_ROUTES:
+        return None
+    if method not in SAFE_METHODS:
+        response = _refuse(
+            405,
+            "method_not_allowed",
+            f"method {method} is not allowed; the bridge is read-only (GET, HEAD, OPTIONS)",
+        )
+        response.headers["Allow"] = "GET, HEAD, OPTIONS"
+        return response
+    return None
+
+
+def _answer_as_http11(request: web.Request) -> None:
+    """A request line without a target parses as HTTP/0.9, and aiohttp would answer with
+    an "HTTP/0.9 400" status line no client can read: answer it as HTTP/1.1 instead.
+    (No public API sets a request's version; tests/test_hostile.py pins this.)"""
+    request._version = HttpVersion11
+    request._cache.pop("version", None)
+
+
+async def refuse_body(request: web.Request, max_body: int) -> web.Response | None:
+    """A body no read needs must still be small (POST /vars bodies are read by their handler)."""
+    if (request.method, request.raw_path.partition("?")[0]) in BODY_ROUTES:
+        return None
+    if await _body_too_large(request, max_body):
+        return _refuse(413, "body_too_large", f"request body over {max_body} bytes")
+    return None
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    """Whatever no route serves (safe methods only: the guard refused the others)."""
+    return json_error(404, "not_found", f"{request.path} is not an endpoint the bridge serves")
+
+
+def seal(app: web.Application) -> None:
+    """Guard every route, aiohttp-cors's preflight routes included, and add the fallback.
+
+    Call once, after the last route: no request then reaches a handler unguarded.
+    """
+    app.router.add_route("*", "/{anything:.*}", _not_found)
+    for route in app.router.routes():
+        # aiohttp has no public way to wrap a registered route's handler (aiohttp-cors
+        # makes its own); tests/test_hostile.py fails loudly if this stops working.
+        route._handler = guard(route.handler)  # type: ignore[assignment]
 
 
 async def _body_too_large(request: web.Request, limit: int) -> bool:
@@ -224,26 +334,6 @@ async def _body_too_large(request: web.Request, limit: int) -> bool:
         if seen > limit:
             return True
     return False
-
-
-@web.middleware
-async def shutdown_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """While stopping, answer requests still waiting on the PVS with a clean JSON 503."""
-    lifecycle = request.app[LIFECYCLE]
-    task = asyncio.current_task()
-    if lifecycle.stopping.is_set() or task is None:
-        return _shutting_down()
-    lifecycle.in_flight.add(task)
-    try:
-        return await handler(request)
-    except asyncio.CancelledError:
-        # Cancelled by _begin_shutdown (not by the client leaving): answer instead.
-        if not lifecycle.stopping.is_set() or task.cancelling() != 1:
-            raise
-        task.uncancel()
-        return _shutting_down()
-    finally:
-        lifecycle.in_flight.discard(task)
 
 
 def _shutting_down() -> web.Response:
@@ -262,7 +352,7 @@ async def _begin_shutdown(app: web.Application) -> None:
 
 
 def install(app: web.Application, config: Config) -> None:
-    """Add the hostile-input and shutdown middlewares (outermost) and their signal."""
+    """Set up what `guard` needs: the body limit, the shutdown state and its signal."""
     app[LIFECYCLE] = Lifecycle()
+    app[LIMITS] = config["server"]["max_request_bytes"]
     app.on_shutdown.append(_begin_shutdown)
-    app.middlewares[0:0] = [hostile_input(config), shutdown_guard]

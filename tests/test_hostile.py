@@ -137,3 +137,13 @@ async def test_ordinary_clients_are_not_refused() -> None:
             answer = await raw_request(bridge.port, raw)
             assert answer is not None
             assert answer.status == 200, raw
+
+
+async def test_a_request_line_without_a_target_gets_an_http11_json_refusal() -> None:
+    # Found by the fuzz test: aiohttp parses "CONNECT  HTTP/1.1" as HTTP/0.9.
+    async with simulator() as sim, served_bridge(sim.url) as bridge:
+        answer = await raw_request(bridge.port, b"CONNECT  HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert answer is not None
+        assert answer.status == 400
+        assert answer.headers["content-type"].startswith("application/json")
+        assert (await sim.stats())["total"] == 0
