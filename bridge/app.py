@@ -7,12 +7,12 @@ import contextlib
 import html
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp_cors
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from bridge import hardening, interfaces, varserver, warmstore
 from bridge.backend import Backend
@@ -39,7 +39,6 @@ HEALTH = web.AppKey("health", HealthReporter)
 METRICS = web.AppKey("metrics", Metrics)
 PROXY = web.AppKey("proxy", Proxy)
 
-ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[object]]
 CORS_EXPOSED = ("Age", "X-Cache", "Cache-Control", "Warning", "Retry-After")
 
 
@@ -162,28 +161,6 @@ def _add_routes(app: web.Application, proxy: Proxy, origins: list[str]) -> None:
     app.router.add_get("/", index_handler)
     for route in readable:
         cors.add(route)
-    _cors_only_for_browsers(app)
-
-
-def _cors_only_for_browsers(app: web.Application) -> None:
-    """Run aiohttp-cors's per-response hook only for requests that carry `Origin`.
-
-    It looks up the route's CORS config for every response before checking for an
-    Origin header; Home Assistant, exporters and scripts never send one, and on the
-    cache-hit path that lookup cost more than the cache itself.
-    """
-    hooks = list(app.on_response_prepare)
-    app.on_response_prepare.clear()
-    for hook in hooks:
-        app.on_response_prepare.append(_with_origin_only(hook))
-
-
-def _with_origin_only(hook: ResponseHook) -> ResponseHook:
-    async def hook_for_browsers(request: web.Request, response: web.StreamResponse) -> None:
-        if hdrs.ORIGIN in request.headers:
-            await hook(request, response)
-
-    return hook_for_browsers
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cachetools import TLRUCache
 
@@ -66,9 +67,11 @@ class Entry:
     last_access: float
 
 
-@dataclass(frozen=True)
-class Lookup:
-    """What a client gets: the answer, HIT/STALE/MISS, its age and remaining freshness."""
+class Lookup(NamedTuple):
+    """What a client gets: the answer, HIT/STALE/MISS, its age and remaining freshness.
+
+    A NamedTuple, not a frozen dataclass: one is built for every cache hit.
+    """
 
     answer: Answer
     state: str

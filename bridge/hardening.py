@@ -28,7 +28,7 @@ from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import HttpVersion10, HttpVersion11, web
+from aiohttp import HttpVersion10, HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -39,6 +39,7 @@ from bridge.errors import from_http_exception, json_error
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[object]]
 RawHandler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 
 MAX_LINE = 2048  # request line: the longest allowed query is 1024 bytes
@@ -208,7 +209,12 @@ def _bad_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> str | None:
 LIMITS = web.AppKey("request_body_limit", int)
 
 
-def guard(handler: Handler) -> Handler:
+def guard(
+    handler: Handler,
+    lifecycle: Lifecycle,
+    max_body: int,
+    browser_hooks: tuple[ResponseHook, ...] = (),
+) -> Handler:
     """Wrap a route handler: refuse hostile input, answer in JSON, answer at shutdown.
 
     A wrapper per route rather than a middleware: with any middleware at all aiohttp
@@ -218,12 +224,18 @@ def guard(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
+        response = await answer(request)
+        if browser_hooks and hdrs.ORIGIN in request.headers:
+            for hook in browser_hooks:
+                await hook(request, response)
+        return response
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         refusal = refuse_at_once(request)
         if refusal is None and request.body_exists:
-            refusal = await refuse_body(request, request.app[LIMITS])
+            refusal = await refuse_body(request, max_body)
         if refusal is not None:
             return refusal
-        lifecycle = request.app[LIFECYCLE]
         task = asyncio.current_task()
         if lifecycle.stopping.is_set() or task is None:
             return _shutting_down()
@@ -315,10 +327,18 @@ def seal(app: web.Application) -> None:
     Call once, after the last route: no request then reaches a handler unguarded.
     """
     app.router.add_route("*", "/{anything:.*}", _not_found)
+    lifecycle, max_body = app[LIFECYCLE], app[LIMITS]
+    # aiohttp-cors adds its headers in a response-prepare hook that first looks up the
+    # route's CORS config, for every response; only browsers send Origin, so the guard
+    # runs the hook for them alone and aiohttp's signal stays empty (and free).
+    browser_hooks = tuple(app.on_response_prepare)
+    app.on_response_prepare.clear()
     for route in app.router.routes():
         # aiohttp has no public way to wrap a registered route's handler (aiohttp-cors
         # makes its own); tests/test_hostile.py fails loudly if this stops working.
-        route._handler = guard(route.handler)  # type: ignore[assignment]
+        route._handler = guard(  # type: ignore[assignment]
+            route.handler, lifecycle, max_body, browser_hooks
+        )
 
 
 async def _body_too_large(request: web.Request, limit: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from aiohttp import web
+from multidict import istr
 
 from bridge.answer import Answer
 from bridge.backend import Backend
@@ -41,7 +42,7 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET/HEAD /cgi-bin/dl_cgi[/path]."""
         response = self._at_once(request) or await self._answer(request)
-        self.metrics.count_response(response.status, response.headers.get("X-Cache", "NONE"))
+        self.metrics.count_response(response.status, response.headers.get(X_CACHE, "NONE"))
         return response
 
     def _at_once(self, request: web.Request) -> web.Response | None:
@@ -109,6 +110,9 @@ class Proxy:
         return replay(answer, "BYPASS")
 
 
+X_CACHE = istr("X-Cache")  # pre-folded: looked up on every answer
+
+
 def replay(answer: Answer, state: str, extra: tuple[tuple[str, str], ...] = ()) -> web.Response:
     """The PVS's answer as it sent it, with the bridge's cache headers added."""
     # One header tuple, one multidict: this is the hot path of every cache hit.
@@ -118,13 +122,22 @@ def replay(answer: Answer, state: str, extra: tuple[tuple[str, str], ...] = ()) 
 
 def from_lookup(lookup: Lookup) -> web.Response:
     """A cached answer with Age, X-Cache, Cache-Control and, when stale, Warning."""
-    extra: tuple[tuple[str, str], ...] = (
-        ("Age", str(max(0, math.floor(lookup.age)))),
-        ("Cache-Control", f"max-age={max(0, math.floor(lookup.fresh_for))}"),
-    )
-    if lookup.warning:
-        extra = (*extra, ("Warning", lookup.warning))
-    return replay(lookup.answer, lookup.state, extra)
+    answer = lookup.answer
+    key = (lookup.state, max(0, math.floor(lookup.age)), max(0, math.floor(lookup.fresh_for)))
+    headers = answer.header_memo.get(key)
+    if headers is None:
+        headers = (
+            *answer.replay_headers,
+            ("X-Cache", lookup.state),
+            ("Age", str(key[1])),
+            ("Cache-Control", f"max-age={key[2]}"),
+        )
+        if lookup.warning:
+            headers = (*headers, ("Warning", lookup.warning))
+        if len(answer.header_memo) > 8:
+            answer.header_memo.clear()  # bounded: only the current second matters
+        answer.header_memo[key] = headers
+    return web.Response(status=answer.status, body=answer.body, headers=headers)
 
 
 def upstream_error(error: UpstreamError) -> web.Response:
