@@ -12,6 +12,7 @@ import math
 from aiohttp import web
 from multidict import istr
 
+from bridge import ratelimit
 from bridge.answer import Answer
 from bridge.backend import Backend
 from bridge.cache import AnswerCache, Lookup
@@ -47,7 +48,7 @@ class Proxy:
 
     def _at_once(self, request: web.Request) -> web.Response | None:
         """Rate limit and cache hits, with nothing to wait for: None sends it the long way."""
-        limited = self._rate_limited(request)
+        limited = ratelimit.refusal(self.limiter, request)
         if limited is not None:
             return limited
         try:
@@ -60,21 +61,6 @@ class Proxy:
             return None
         lookup = self.cache.from_memory(proxy_request)
         return None if lookup is None else from_lookup(lookup)
-
-    def _rate_limited(self, request: web.Request) -> web.Response | None:
-        """429 when this client is over its rate (counted once per request, here)."""
-        if self.limiter is None:
-            return None
-        wait = self.limiter.retry_after(request.remote or "unknown")
-        if wait <= 0:
-            return None
-        return json_error(
-            429,
-            "rate_limited",
-            f"too many requests from {request.remote}; "
-            f"allowed {self.limiter.rate:g}/s with bursts of {self.limiter.burst:g}",
-            retry_after=wait,
-        )
 
     async def _answer(self, request: web.Request) -> web.Response:
         """Everything that may wait: misses, writes, refusals (already rate-counted)."""

@@ -7,9 +7,11 @@ spoofed or short-lived clients cannot grow the Pi's memory.
 
 from __future__ import annotations
 
+from aiohttp import web
 from cachetools import LRUCache
 
 from bridge.clock import Clock
+from bridge.errors import json_error
 
 
 class RateLimiter:
@@ -39,3 +41,19 @@ class RateLimiter:
     def tracked(self) -> int:
         """How many addresses have a bucket now."""
         return len(self._buckets)
+
+
+def refusal(limiter: RateLimiter | None, request: web.Request) -> web.Response | None:
+    """The JSON 429 for a client over its rate (None when allowed, or with no limit)."""
+    if limiter is None:
+        return None
+    wait = limiter.retry_after(request.remote or "unknown")
+    if wait <= 0:
+        return None
+    return json_error(
+        429,
+        "rate_limited",
+        f"too many requests from {request.remote}; "
+        f"allowed {limiter.rate:g}/s with bursts of {limiter.burst:g}",
+        retry_after=wait,
+    )

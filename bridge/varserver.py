@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, quote
 from aiohttp import web
 from cachetools import TTLCache
 
+from bridge import ratelimit
 from bridge.answer import Answer
 from bridge.cache import AnswerCache
 from bridge.clock import Clock
@@ -220,16 +221,6 @@ class VarsService:
     async def _fetch(self, request: ProxyRequest) -> Answer:
         return await self.backend.vars_query(request.target)
 
-    def _limited(self, request: web.Request) -> web.Response | None:
-        if self.limiter is None:
-            return None
-        wait = self.limiter.retry_after(request.remote or "unknown")
-        if wait <= 0:
-            return None
-        return json_error(
-            429, "rate_limited", f"too many requests from {request.remote}", retry_after=wait
-        )
-
     async def _password(self) -> str:
         if self.configured_password:
             return self.configured_password
@@ -237,7 +228,7 @@ class VarsService:
 
     async def auth(self, request: web.Request) -> web.Response:
         """GET /auth?login (Basic ssm_owner:<password>) and GET /auth?logout."""
-        response = self._limited(request) or await self._auth(request)
+        response = ratelimit.refusal(self.limiter, request) or await self._auth(request)
         self.metrics.count_response(response.status, "NONE")
         return response
 
@@ -269,7 +260,7 @@ class VarsService:
 
     async def vars(self, request: web.Request) -> web.Response:
         """GET or POST /vars, answered from the shared cache through the bridge's session."""
-        response = self._limited(request)
+        response = ratelimit.refusal(self.limiter, request)
         if response is None:
             try:
                 response = await self._vars(request)
