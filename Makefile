@@ -2,20 +2,30 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
+STAMP := $(VENV)/.dev-stamp
 PYTHON ?= python3
 
 .PHONY: demo test lint format unit lab bench chaos clean
 
-$(STAMP): pyproject.toml
+# The virtualenv itself (python3-venv is installed when this Python lacks venv).
+$(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv python3-dev gcc >/dev/null; \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,speed]'
+
+# What the bridge needs to run (the demo needs nothing more).
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[speed]'
 	@touch $@
 
-demo: $(STAMP)
+# Everything the tests, linters and the lab need.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,speed]'
+	@touch $@ $(RUNTIME_STAMP)
+
+demo: $(RUNTIME_STAMP)
 	$(BIN)/pvs-bridge demo
 
 lint: $(STAMP)
