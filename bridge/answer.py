@@ -34,6 +34,7 @@ class Answer:
     fetched_at: float = 0.0  # monotonic clock
     fetched_wall: float = 0.0  # wall clock, for people
     elapsed: float = 0.0  # seconds the upstream took
+    cookies: tuple[tuple[str, str], ...] = ()  # what Set-Cookie set (never replayed)
     # Replay headers per (state, age, freshness) second: hits within a second share them.
     header_memo: dict[tuple[str, int, int], tuple[tuple[str, str], ...]] = field(
         default_factory=dict, compare=False, repr=False

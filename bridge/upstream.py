@@ -250,6 +250,7 @@ class Upstream:
                     fetched_at=self.clock.monotonic(),
                     fetched_wall=self.clock.wall(),
                     elapsed=self.clock.monotonic() - started,
+                    cookies=tuple((name, c.value) for name, c in response.cookies.items()),
                 )
         except TimeoutError:
             error: UpstreamError = TimedOut(f"PVS did not answer {name} within {timeout:g} s")

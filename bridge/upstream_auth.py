@@ -221,14 +221,19 @@ class UpstreamSession:
 
 
 def _session_from(answer: Answer) -> str | None:
-    """The session id from a login answer's JSON body (`{"session": "..."}`)."""
+    """The session id from a login answer: its JSON body, else its `session` cookie.
+
+    The PVS sends both today; either alone is enough, in case a firmware drops one.
+    """
     if not answer.ok:
         return None
     try:
         document = json.loads(answer.body)
     except ValueError:
-        return None
-    token = document.get("session") if isinstance(document, dict) else None
-    if isinstance(token, str) and token and token.isprintable() and ";" not in token:
-        return token
+        document = None
+    candidates = [document.get("session") if isinstance(document, dict) else None]
+    candidates += [value for name, value in answer.cookies if name == "session"]
+    for token in candidates:
+        if isinstance(token, str) and token and token.isprintable() and ";" not in token:
+            return token
     return None

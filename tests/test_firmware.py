@@ -277,3 +277,17 @@ async def test_bridge_logs_out_of_the_pvs_when_it_stops(
         after = await sim_stats(url)
         assert after["requests"]["/auth"] == before["requests"]["/auth"] + 1
         assert after["sessions"] == 0
+
+
+async def test_login_session_is_taken_from_the_cookie_when_the_body_lacks_it(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    async with running_simulator(clock, login_body=False) as (_sim, url):
+        client: TestClient = await aiohttp_client(
+            create_app(bridge_config(url, tmp_path), clock=clock)
+        )
+        answer = await client.get(DEVICE_LIST)
+        assert answer.status == 200
+        assert json.loads(await answer.read())["result"] == "succeed"
+        assert (await sim_stats(url))["logins"] == 1

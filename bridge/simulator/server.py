@@ -45,6 +45,7 @@ class SimulatorOptions:
     swver: str = "2024.6, Build 61707"
     build: int = 61707
     session_ttl: float = 300.0
+    login_body: bool = True  # 2025: the session in the login's JSON body, not only its cookie
 
 
 @dataclass
