@@ -10,8 +10,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from bridge import config
+from bridge.app import create_app
 from bridge.clock import Clock
 from bridge.simulator import server
 from bridge.simulator.server import Simulator, SimulatorOptions
@@ -52,6 +54,20 @@ def bridge_config(upstream_url: str, state_dir: Path, **sections: dict[str, Any]
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     return config.load(None, environ={}, overrides=overrides)
+
+
+async def bridge_for(
+    aiohttp_client: Any,
+    url: str,
+    state_dir: Path,
+    *,
+    clock: Clock | None = None,
+    **sections: dict[str, Any],
+) -> TestClient[web.Request, web.Application]:
+    """A bridge (a real server on loopback) in front of the simulator at `url`."""
+    app = create_app(bridge_config(url, state_dir, **sections), clock=clock)
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+    return client
 
 
 async def sim_stats(url: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from bridge.firmware import LEGACY, NEW, Supervisor, firmware_of, parse_supervis
 from bridge.simulator import legacy
 from bridge.simulator.firmware2025 import INVERTER_FIELDS, METER_FIELDS
 from bridge.tls import fingerprint, self_signed
-from tests.firmware_support import bridge_config, running_simulator, sim_stats
+from tests.firmware_support import bridge_config, bridge_for, running_simulator, sim_stats
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture
 DEVICE_LIST = "/cgi-bin/dl_cgi?Command=DeviceList"
@@ -60,9 +60,7 @@ async def test_legacy_client_gets_a_complete_devicelist_without_credentials(
     """Done-when 1: every inverter and meter, the PVS, the simulator's current values."""
     clock = FakeClock()
     async with running_simulator(clock, inverters=6) as (sim, url):
-        client: TestClient = await aiohttp_client(
-            create_app(bridge_config(url, tmp_path), clock=clock)
-        )
+        client = await bridge_for(aiohttp_client, url, tmp_path, clock=clock)
         answer = await client.get(DEVICE_LIST)
         assert answer.status == 200
         body = await answer.read()
@@ -123,7 +121,7 @@ async def test_other_legacy_commands(
     aiohttp_client: AiohttpClient, tmp_path: Path, command: str, status: int, check: Any
 ) -> None:
     async with running_simulator() as (_sim, url):
-        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        client = await bridge_for(aiohttp_client, url, tmp_path)
         answer = await client.get(f"/cgi-bin/dl_cgi?Command={command}")
         assert answer.status == status
         assert check(json.loads(await answer.read()))
@@ -133,7 +131,7 @@ async def test_device_details_and_session_paths(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     async with running_simulator() as (sim, url):
-        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        client = await bridge_for(aiohttp_client, url, tmp_path)
         serial = sim.site.inverters[1].serial
         details = await client.get(f"/cgi-bin/dl_cgi?Command=DeviceDetails&SerialNumber={serial}")
         assert json.loads(await details.read())["devices"][0]["SERIAL"] == serial
@@ -148,7 +146,7 @@ async def test_first_403_switches_to_2025_when_supervisor_info_has_no_build(
 ) -> None:
     async with running_simulator(swver="2025.09", build=None) as (_sim, url):
         # build None: the simulator's supervisor/info has neither BUILD nor "Build N".
-        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        client = await bridge_for(aiohttp_client, url, tmp_path)
         answer = await client.get(DEVICE_LIST)
         assert answer.status == 200
         assert len(json.loads(await answer.read())["devices"]) == 7
@@ -163,9 +161,7 @@ async def test_legacy_firmware_is_passed_through(
 ) -> None:
     clock = FakeClock()
     async with running_simulator(clock, firmware="legacy") as (sim, url):
-        client: TestClient = await aiohttp_client(
-            create_app(bridge_config(url, tmp_path), clock=clock)
-        )
+        client = await bridge_for(aiohttp_client, url, tmp_path, clock=clock)
         answer = await client.get(DEVICE_LIST)
         assert json.loads(await answer.read()) == legacy.device_list(sim.site, sim.options.swver)
         stats = await sim_stats(url)
@@ -226,7 +222,7 @@ async def test_serial_password_never_shown(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with running_simulator() as (_sim, url):
-        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        client = await bridge_for(aiohttp_client, url, tmp_path)
         assert (await client.get(DEVICE_LIST)).status == 200
         health = await (await client.get("/health")).text()
         metrics = await (await client.get("/metrics")).text()
@@ -266,9 +262,7 @@ async def test_bridge_logs_out_of_the_pvs_when_it_stops(
     # The PVS is reported to leak sessions; a restart must not leave one behind.
     clock = FakeClock()
     async with running_simulator(clock) as (_sim, url):
-        client: TestClient = await aiohttp_client(
-            create_app(bridge_config(url, tmp_path), clock=clock)
-        )
+        client = await bridge_for(aiohttp_client, url, tmp_path, clock=clock)
         assert (await client.get(DEVICE_LIST)).status == 200
         before = await sim_stats(url)
         assert before["logins"] == 1
@@ -284,9 +278,7 @@ async def test_login_session_is_taken_from_the_cookie_when_the_body_lacks_it(
 ) -> None:
     clock = FakeClock()
     async with running_simulator(clock, login_body=False) as (_sim, url):
-        client: TestClient = await aiohttp_client(
-            create_app(bridge_config(url, tmp_path), clock=clock)
-        )
+        client = await bridge_for(aiohttp_client, url, tmp_path, clock=clock)
         answer = await client.get(DEVICE_LIST)
         assert answer.status == 200
         assert json.loads(await answer.read())["result"] == "succeed"

@@ -16,7 +16,7 @@ from bridge.app import create_app
 from bridge.clock import FakeClock
 from bridge.policy import PolicyError
 from bridge.varserver import parse_vars
-from tests.firmware_support import bridge_config, running_simulator, serving, sim_stats
+from tests.firmware_support import bridge_config, bridge_for, running_simulator, serving, sim_stats
 
 AiohttpClient = Any
 GOOD = "basic " + base64.b64encode(b"ssm_owner:ABCDE").decode()  # serial ends in ABCDE
@@ -67,7 +67,7 @@ async def test_client_session_login_logout_and_pre_login_names(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     async with running_simulator() as (_sim, url):
-        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        client = await bridge_for(aiohttp_client, url, tmp_path)
         serial = await client.post("/vars", data="name=/sys/info/serialnum")
         assert serial.status == 200  # readable before login, as on the PVS
         assert "ZT01234567890ABCDE" in await serial.text()
@@ -120,7 +120,7 @@ async def test_set_is_refused_and_cache_ids_are_per_client(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     async with running_simulator() as (_sim, url):
-        client: TestClient = await aiohttp_client(create_app(bridge_config(url, tmp_path)))
+        client = await bridge_for(aiohttp_client, url, tmp_path)
         await login(client)
         refused = await client.post("/vars", data="set=/sys/info/ssid=evil")
         assert refused.status == 403
@@ -246,9 +246,7 @@ async def test_a_query_that_matches_nothing_is_shared_like_any_other(
 ) -> None:
     clock = FakeClock()
     async with running_simulator(clock) as (_sim, url):
-        client: TestClient = await aiohttp_client(
-            create_app(bridge_config(url, tmp_path), clock=clock)
-        )
+        client = await bridge_for(aiohttp_client, url, tmp_path, clock=clock)
         await login(client)
         states = []
         for _ in range(5):
