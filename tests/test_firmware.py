@@ -91,8 +91,9 @@ async def test_values_advance_and_refresh_goes_through_the_cache(
 ) -> None:
     clock = FakeClock()
     async with running_simulator(clock) as (_sim, url):
-        cfg = bridge_config(url, tmp_path, cache={"refresh": 60.0})
-        client: TestClient = await aiohttp_client(create_app(cfg, clock=clock))
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, clock=clock, cache={"refresh": 60.0}
+        )
         first = await client.get(DEVICE_LIST)
         again = await client.get(DEVICE_LIST)
         assert again.headers["X-Cache"] == "HIT"
@@ -175,8 +176,9 @@ async def test_expired_session_is_renewed_once(
 ) -> None:
     clock = FakeClock()
     async with running_simulator(clock, session_ttl=300.0) as (_sim, url):
-        cfg = bridge_config(url, tmp_path, cache={"refresh": 10.0, "max_stale": 0.0})
-        client: TestClient = await aiohttp_client(create_app(cfg, clock=clock))
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, clock=clock, cache={"refresh": 10.0, "max_stale": 0.0}
+        )
         for _round in range(12):  # 12 x 100 s: the session lives 300 s
             answers = [await client.get(DEVICE_LIST) for _ in range(3)]
             assert all(answer.status == 200 for answer in answers)
@@ -194,8 +196,9 @@ async def test_wrong_password_clear_health_no_login_storm(
     caplog.set_level(logging.DEBUG)
     clock = FakeClock()
     async with running_simulator(clock) as (_sim, url):
-        cfg = bridge_config(url, tmp_path, upstream={"password": "Wr0ng-Secret"})
-        client: TestClient = await aiohttp_client(create_app(cfg, clock=clock))
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, clock=clock, upstream={"password": "Wr0ng-Secret"}
+        )
         statuses = []
         for _ in range(20):
             answer = await client.get(DEVICE_LIST)
@@ -249,8 +252,9 @@ async def test_upstream_https_wrong_pin_fails(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     async with running_simulator(tls_dir=tmp_path / "pvs-tls") as (_sim, url):
-        cfg = bridge_config(url, tmp_path, upstream={"tls_fingerprint": "00" * 32})
-        client: TestClient = await aiohttp_client(create_app(cfg))
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, upstream={"tls_fingerprint": "00" * 32}
+        )
         answer = await client.get(DEVICE_LIST)
         assert answer.status >= 500
         assert (await sim_stats(url))["logins"] == 0

@@ -95,8 +95,7 @@ async def test_trusted_lan_takes_any_credentials(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     async with running_simulator() as (_sim, url):
-        cfg = bridge_config(url, tmp_path, clients={"trusted_lan": True})
-        client: TestClient = await aiohttp_client(create_app(cfg))
+        client = await bridge_for(aiohttp_client, url, tmp_path, clients={"trusted_lan": True})
         assert (await login(client, BAD)).status == 200
         assert (await client.get("/vars?match=livedata")).status == 200
 
@@ -106,8 +105,9 @@ async def test_client_session_expires_and_relogin_works(
 ) -> None:
     clock = FakeClock()
     async with running_simulator(clock) as (_sim, url):
-        cfg = bridge_config(url, tmp_path, clients={"session_ttl": 60.0})
-        client: TestClient = await aiohttp_client(create_app(cfg, clock=clock))
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, clock=clock, clients={"session_ttl": 60.0}
+        )
         await login(client)
         assert (await client.get("/vars?match=livedata")).status == 200
         await clock.advance(61.0)
@@ -216,8 +216,9 @@ async def test_set_with_writes_enabled_needs_the_token_and_is_sent_once_uncached
 ) -> None:
     token = "a-write-token-of-length"
     async with running_simulator() as (_sim, url):
-        cfg = bridge_config(url, tmp_path, writes={"enabled": True, "token": token})
-        client: TestClient = await aiohttp_client(create_app(cfg))
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, writes={"enabled": True, "token": token}
+        )
         await login(client)
         write = "set=/sys/info/ssid=Garage"
         anonymous = await client.post("/vars", data=write)
