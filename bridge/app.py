@@ -159,6 +159,7 @@ def _add_routes(app: web.Application, proxy: Proxy, origins: list[str]) -> None:
         app.router.add_get("/metrics", metrics_handler),
     ]
     app.router.add_get("/", index_handler)
+    hardening.answer_at_once(app, proxy.handle, proxy.at_once, proxy.the_long_way)
     for route in readable:
         cors.add(route)
 

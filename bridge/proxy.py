@@ -41,15 +41,14 @@ class Proxy:
         self.metrics = metrics
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """GET/HEAD /cgi-bin/dl_cgi[/path]."""
-        response = self._at_once(request) or await self._answer(request)
-        self.metrics.count_response(response.status, response.headers.get(X_CACHE, "NONE"))
-        return response
+        """GET/HEAD /cgi-bin/dl_cgi[/path] (the guard splits it: see hardening.answer_at_once)."""
+        return self.at_once(request) or await self.the_long_way(request)
 
-    def _at_once(self, request: web.Request) -> web.Response | None:
+    def at_once(self, request: web.Request) -> web.Response | None:
         """Rate limit and cache hits, with nothing to wait for: None sends it the long way."""
         limited = ratelimit.refusal(self.limiter, request)
         if limited is not None:
+            self.metrics.count_response(limited.status, "NONE")
             return limited
         try:
             proxy_request = self.policy.classify(
@@ -60,10 +59,18 @@ class Proxy:
         if proxy_request.route.write:
             return None
         lookup = self.cache.from_memory(proxy_request)
-        return None if lookup is None else from_lookup(lookup)
+        if lookup is None:
+            return None
+        self.metrics.count_response(lookup.answer.status, lookup.state)
+        return from_lookup(lookup)
+
+    async def the_long_way(self, request: web.Request) -> web.Response:
+        """What `at_once` left: misses, writes, refusals (already rate-counted)."""
+        response = await self._answer(request)
+        self.metrics.count_response(response.status, response.headers.get(X_CACHE, "NONE"))
+        return response
 
     async def _answer(self, request: web.Request) -> web.Response:
-        """Everything that may wait: misses, writes, refusals (already rate-counted)."""
         try:
             proxy_request = self.policy.classify(
                 request.match_info.get("tail", ""), request.rel_url.raw_query_string
