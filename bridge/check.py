@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +35,20 @@ def _ip_forward(path: Path = Path("/proc/sys/net/ipv4/ip_forward")) -> str:
         return path.read_text().strip()
     except OSError:
         return "?"
+
+
+def _leaves_by_default_route(host: str | None, side: interfaces.InterfaceAddress | None) -> bool:
+    """Whether a request to a PVS address would go out some other way than the PVS side.
+
+    With no interface on the PVS's network (cable out, no DHCP lease yet) a request to
+    172.27.x follows the default route to the home router and beyond: never send it.
+    """
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False  # a host name: nothing to judge before resolving it
+    on_pvs_network = address in interfaces.PVS_NETWORK
+    return on_pvs_network and (side is None or address not in side.network)
 
 
 async def run(cfg: Config) -> int:
@@ -67,17 +83,14 @@ async def run(cfg: Config) -> int:
     report(forwarding == "0", f"IPv4 forwarding off (ip_forward={forwarding})")
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        try:
-            async with session.get(f"{upstream}/cgi-bin/dl_cgi/supervisor/info") as response:
-                body = await response.read()
-            info = json.loads(body).get("supervisor", {}) if response.status == 200 else {}
+        if _leaves_by_default_route(host, side):
             report(
-                response.status == 200,
-                f"PVS at {upstream} answers supervisor/info: "
-                f"HTTP {response.status} {info.get('MODEL', '')} {info.get('SWVER', '')}".rstrip(),
+                False,
+                f"PVS at {upstream} not probed: no interface is on its network, so the "
+                "request would leave through the default route (is the PVS cable in?)",
             )
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            report(False, f"PVS at {upstream} unreachable: {error or type(error).__name__}")
+        else:
+            await _probe_pvs(session, upstream, report)
         listen_host, port = parse_hostport(cfg["server"]["listen"][0], "server.listen")
         local = "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host
         try:
@@ -94,3 +107,20 @@ async def run(cfg: Config) -> int:
             )
     print("check: " + ("all good" if problems == 0 else f"{problems} problem(s)"))
     return 0 if problems == 0 else 1
+
+
+async def _probe_pvs(
+    session: aiohttp.ClientSession, upstream: str, report: Callable[[bool, str], None]
+) -> None:
+    """Ask the PVS for supervisor/info (unauthenticated on every firmware)."""
+    try:
+        async with session.get(f"{upstream}/cgi-bin/dl_cgi/supervisor/info") as response:
+            body = await response.read()
+        info = json.loads(body).get("supervisor", {}) if response.status == 200 else {}
+        report(
+            response.status == 200,
+            f"PVS at {upstream} answers supervisor/info: "
+            f"HTTP {response.status} {info.get('MODEL', '')} {info.get('SWVER', '')}".rstrip(),
+        )
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        report(False, f"PVS at {upstream} unreachable: {error or type(error).__name__}")

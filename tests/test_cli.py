@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import socket
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.conftest import BridgeFactory, RunningSimulator
 
@@ -93,3 +96,36 @@ async def test_check_reports_each_fact_and_reaches_the_pvs(
     # This machine has no interface on 172.27.x, so check must say so and fail.
     assert process.returncode == (0 if lines[-1] == "check: all good" else 1)
     assert await simulator.count("supervisor/info") == 1
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare(1) to run check in an empty network namespace",
+)
+async def test_check_never_sends_a_pvs_request_out_the_default_route(tmp_path: Path) -> None:
+    # No interface on 172.27.x (cable out): the request would follow the default route to
+    # the home router. Run inside a new, empty network namespace so that nothing can leave
+    # even if check tried.
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[server]\nlisten = ["127.0.0.1:9"]\n[upstream]\nurl = "http://172.27.153.1"\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        "unshare",
+        "--net",
+        sys.executable,
+        "-m",
+        "bridge",
+        "check",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    lines = output.decode().splitlines()
+    assert process.returncode == 1, lines
+    probe = [line for line in lines if "PVS at http://172.27.153.1" in line]
+    assert len(probe) == 1, lines
+    assert probe[0].startswith("FAIL") and "not probed" in probe[0], lines
+    assert "default route" in probe[0]
