@@ -280,6 +280,15 @@ for port in 22 80 8080; do
 done
 facts+=("PVS side cannot reach the LAN through the Pi, nor the Pi's ports 22/80/8080")
 
+# A PVS address off eth0's subnet (some units use 172.27.152.1) would follow the default
+# route into the home LAN, as every poll would with the PVS cable out. The firewall must
+# refuse it on the Pi at once; without it, the packet reaches the lab's LAN namespace
+# (which routes nowhere) and the connect times out (status 124).
+leak=$(pi 'timeout 5 bash -c "exec 3<>/dev/tcp/172.27.152.1/80" 2>&1; echo "status=$?"')
+grep -q 'status=124' <<<"$leak" && fail "a request for 172.27.152.1 left by the home LAN: $leak"
+grep -qE 'status=[1-9]' <<<"$leak" || fail "connecting to 172.27.152.1 did not fail: $leak"
+facts+=("PVS-network traffic never leaves by the LAN")
+
 service_user() {
   local pid
   pid=$(pi 'systemctl show -p MainPID --value pvs-bridge')
