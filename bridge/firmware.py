@@ -286,9 +286,15 @@ class FirmwareBackend:
         )
         return _json_object(answer, path)
 
-    async def vars_query(self, target: str, *, timeout: float | None = None) -> Answer:
-        """One `/vars` query with the bridge's session (a 400 means nothing matched)."""
-        return await self.session.fetch(target, name="vars", timeout=timeout or self.legacy.timeout)
+    async def vars_query(
+        self, target: str, *, timeout: float | None = None, session: bool = True
+    ) -> Answer:
+        """One `/vars` query (a 400 means nothing matched), with the bridge's session
+        unless `session` is False (the few variables the PVS serves before a login)."""
+        timeout = timeout or self.legacy.timeout
+        if not session:
+            return await self.legacy.upstream.fetch(target, name="vars", timeout=timeout)
+        return await self.session.fetch(target, name="vars", timeout=timeout)
 
     async def write_vars(self, target: str) -> Answer:
         """One `/vars?set=` write with the bridge's session: sent once, never cached."""

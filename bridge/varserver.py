@@ -54,6 +54,9 @@ MATCH = re.compile(r"[A-Za-z0-9_./-]{1,200}")
 CACHE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 SET_VALUE = re.compile(r"(/[A-Za-z0-9_./-]{1,200})=([A-Za-z0-9_.:,/ +-]{0,200})")
 VARS_ROUTE = Route("vars", CacheClass.STATUS)
+# The pre-login variables: the PVS serves them without a session, so the bridge asks for
+# them without one too (they keep working while its own login is refused or backing off).
+PRE_LOGIN_VARS_ROUTE = Route("vars (pre-login)", CacheClass.STATUS)
 KEYS = frozenset({"name", "match", "fmt", "cache", "set"})
 
 
@@ -219,6 +222,8 @@ class VarsService:
         self.refused_logins = 0
 
     async def _fetch(self, request: ProxyRequest) -> Answer:
+        if request.route is PRE_LOGIN_VARS_ROUTE:
+            return await self.backend.vars_query(request.target, session=False)
         return await self.backend.vars_query(request.target)
 
     async def _password(self) -> str:
@@ -299,7 +304,8 @@ class VarsService:
                 return json_error(
                     404, "not_on_this_firmware", "the PVS runs legacy firmware: it has no /vars"
                 )
-            lookup = await self.cache.get(ProxyRequest(VARS_ROUTE, query.target()))
+            route = PRE_LOGIN_VARS_ROUTE if query.pre_login else VARS_ROUTE
+            lookup = await self.cache.get(ProxyRequest(route, query.target()))
         except BadAnswer as error:
             if error.answer.status >= 400:
                 return replay(error.answer, "MISS")

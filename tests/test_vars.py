@@ -91,6 +91,22 @@ async def test_client_session_login_logout_and_pre_login_names(
         assert stats["logins"] == 1  # the bridge's own login; client logins stay local
 
 
+async def test_pre_login_names_need_no_upstream_session(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    # The PVS serves these without a session; so must the bridge, even while its own login
+    # is refused (a wrong upstream.password), and without logging in for them at all.
+    async with running_simulator() as (_sim, url):
+        client = await bridge_for(aiohttp_client, url, tmp_path, upstream={"password": "WRONG"})
+        for name in ("serialnum", "ssid", "lmac"):
+            answer = await client.post("/vars", data=f"name=/sys/info/{name}")
+            assert answer.status == 200, name
+            assert f"/sys/info/{name}" in await answer.text()
+        stats = await sim_stats(url)
+        assert stats["logins"] == 0
+        assert stats["login_failures"] == 0
+
+
 async def test_trusted_lan_takes_any_credentials(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
