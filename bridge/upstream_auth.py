@@ -93,12 +93,12 @@ class UpstreamSession:
                 self._token = await self._login()
             return self._token
 
-    def expired(self, token: str) -> None:
+    def expired(self, token: str, why: str = "expired") -> None:
         """The PVS refused `token`: forget it, unless another caller already renewed it."""
         if self._token == token:
             self._token = None
             self.renewals += 1
-            log.info("PVS session expired after %.0f s; logging in again", self.session_age())
+            log.info("PVS session %s after %.0f s; logging in again", why, self.session_age())
 
     def session_age(self) -> float:
         """Seconds since the last login (0 when never logged in)."""
@@ -167,14 +167,22 @@ class UpstreamSession:
         PVS answered it, and the session is renewed for the next request.
         """
         token = await self.token()
-        answer = await self.upstream.fetch(
-            target,
-            name=name,
-            timeout=timeout,
-            headers={"Cookie": f"session={token}"},
-            expect_json=expect_json,
-            auth_expiry=True,
-        )
+        try:
+            answer = await self.upstream.fetch(
+                target,
+                name=name,
+                timeout=timeout,
+                headers={"Cookie": f"session={token}"},
+                expect_json=expect_json,
+                auth_expiry=True,
+            )
+        except BadAnswer as error:
+            if error.answer.status >= 500:
+                # Some builds report a dead session with a 500 (clients log in again on
+                # it). No retry now, the PVS may just be sick: the next attempt, on the
+                # backoff schedule, logs in first.
+                self.expired(token, f"answered HTTP {error.answer.status}")
+            raise
         if answer.status not in (401, 403):
             return answer
         self.expired(token)

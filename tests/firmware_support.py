@@ -80,6 +80,15 @@ async def sim_stats(url: str) -> dict[str, Any]:
         return document
 
 
+async def set_fault(url: str, mode: str) -> None:
+    """Switch the simulator's fault mode (POST /_sim/faults)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/_sim/faults", json={"mode": mode}, ssl=False) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+
+
 @asynccontextmanager
 async def serving(app: web.Application, ssl_dir: Path | None = None) -> AsyncIterator[str]:
     """Serve a bridge app on loopback (with TLS when `ssl_dir` holds the cert); its base URL."""

@@ -16,7 +16,13 @@ from bridge.firmware import LEGACY, NEW, Supervisor, firmware_of, parse_supervis
 from bridge.simulator import legacy
 from bridge.simulator.firmware2025 import INVERTER_FIELDS, METER_FIELDS
 from bridge.tls import fingerprint, self_signed
-from tests.firmware_support import bridge_config, bridge_for, running_simulator, sim_stats
+from tests.firmware_support import (
+    bridge_config,
+    bridge_for,
+    running_simulator,
+    set_fault,
+    sim_stats,
+)
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture
 DEVICE_LIST = "/cgi-bin/dl_cgi?Command=DeviceList"
@@ -188,6 +194,28 @@ async def test_expired_session_is_renewed_once(
         assert stats["login_failures"] == 0
         health = await (await client.get("/health")).json()
         assert health["upstream"]["session"]["renewals"] == stats["logins"] - 1
+
+
+async def test_a_500_drops_the_session_and_the_next_attempt_logs_in_again(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    # Clients log in again after a 500; a session kept for ever would fail for ever.
+    clock = FakeClock()
+    async with running_simulator(clock) as (_sim, url):
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, clock=clock, cache={"refresh": 10.0, "max_stale": 0.0}
+        )
+        assert (await client.get(DEVICE_LIST)).status == 200
+        assert (await sim_stats(url))["logins"] == 1
+        await set_fault(url, "error500")
+        await clock.advance(11.0)
+        assert (await client.get(DEVICE_LIST)).status >= 500
+        await set_fault(url, "ok")
+        await clock.advance(11.0)
+        assert (await client.get(DEVICE_LIST)).status == 200
+        stats = await sim_stats(url)
+        assert stats["logins"] == 2, stats  # one new login, not one per request
+        assert stats["login_failures"] == 0
 
 
 async def test_wrong_password_clear_health_no_login_storm(
