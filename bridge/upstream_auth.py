@@ -117,6 +117,7 @@ class UpstreamSession:
                 name="auth?login",
                 timeout=self.timeout,
                 headers={"Authorization": basic_header(password)},
+                expect_json=False,  # _session_from reads the body or, failing that, the cookie
             )
         except BadAnswer as error:
             if error.answer.status in (401, 403):

@@ -305,11 +305,12 @@ async def test_bridge_logs_out_of_the_pvs_when_it_stops(
         assert after["sessions"] == 0
 
 
+@pytest.mark.parametrize("login_body", ["empty-object", "none"])
 async def test_login_session_is_taken_from_the_cookie_when_the_body_lacks_it(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    aiohttp_client: AiohttpClient, tmp_path: Path, login_body: str
 ) -> None:
     clock = FakeClock()
-    async with running_simulator(clock, login_body=False) as (_sim, url):
+    async with running_simulator(clock, login_body=login_body) as (_sim, url):
         client = await bridge_for(aiohttp_client, url, tmp_path, clock=clock)
         answer = await client.get(DEVICE_LIST)
         assert answer.status == 200

@@ -207,7 +207,11 @@ class Simulator2025(Simulator):
             del sessions[min(sessions, key=sessions.__getitem__)]
         token = secrets.token_hex(32)
         sessions[token] = self.clock.monotonic() + self.options.session_ttl
-        response = web.json_response({"session": token} if self.options.login_body else {})
+        body = self.options.login_body
+        if body == "none":
+            response = web.Response(status=200)
+        else:
+            response = web.json_response({"session": token} if body == "session" else {})
         response.set_cookie("session", token, httponly=True, secure=True, path="/")
         return response
 

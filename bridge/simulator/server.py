@@ -45,7 +45,9 @@ class SimulatorOptions:
     swver: str = "2024.6, Build 61707"
     build: int = 61707
     session_ttl: float = 300.0
-    login_body: bool = True  # 2025: the session in the login's JSON body, not only its cookie
+    # 2025: what the login's body carries beside the cookie: "session" (as the PVS does),
+    # "empty-object" ({}) or "none" (no body at all): the cookie alone must be enough.
+    login_body: str = "session"
 
 
 @dataclass
