@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge import translate
+from bridge import cjson, translate
 from bridge.answer import Answer
 from bridge.backend import PassThrough
 from bridge.clock import Clock
@@ -88,7 +88,8 @@ def not_available(request: ProxyRequest, why: str, clock: Clock) -> Answer:
     }
     return Answer(
         501,
-        (json.dumps(body, indent=1) + "\n").encode(),
+        # In the PVS's print layout, like every dl_cgi answer: line-filtering clients parse it.
+        (cjson.dumps(body) + "\n").encode(),
         "application/json",
         fetched_at=clock.monotonic(),
         fetched_wall=clock.wall(),
