@@ -17,7 +17,7 @@ import urllib.request
 
 def fetch(url: str) -> tuple[int, dict[str, object]]:
     """GET a JSON document (bounded by a timeout)."""
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - lab address
+    with urllib.request.urlopen(url, timeout=30) as response:
         return response.status, json.loads(response.read())
 
 
@@ -36,7 +36,8 @@ def health(url: str, interface: str) -> str:
     side = document.get("interfaces", {}).get("pvs_side") or {}  # type: ignore[union-attr]
     if status != 200 or document.get("status") != "ok" or side.get("name") != interface:
         raise SystemExit(f"{url}: status {status}: {json.dumps(document)[:400]}")
-    return f"health ok pvs_side={side.get('name')}/{side.get('address')}"
+    upstream = document.get("upstream", {}).get("url")  # type: ignore[union-attr]
+    return f"health ok pvs_side={side.get('name')}/{side.get('address')} upstream={upstream}"
 
 
 def closed(host: str, port: int) -> str:

@@ -248,7 +248,10 @@ for port in 80 8080; do
     fail "DeviceList on :$port: $out"
 done
 facts+=("DeviceList=$inverters inverters on :80 and :8080")
-facts+=("$(in_lan "$venv/bin/python" "$here/probe.py" health "http://$pi_lan_addr:8080/health" eth0)")
+health_fact=$(in_lan "$venv/bin/python" "$here/probe.py" health "http://$pi_lan_addr:8080/health" eth0)
+# upstream = "auto" (the role's default) must have found the PVS from eth0's lease.
+grep -q "upstream=http://$pvs_addr\b" <<<"$health_fact" || fail "upstream auto did not find the PVS: $health_fact"
+facts+=("$health_fact (auto)")
 
 default_route=$(pi 'ip -4 route show default')
 grep -q 172.27.153.1 <<<"$default_route" && fail "default route still via the PVS: $default_route"
@@ -321,6 +324,29 @@ tables=$(pi 'sudo nft list tables')
 grep -q 'inet pvs_bridge' <<<"$tables" || fail "after reboot, the firewall is not loaded: $tables"
 [[ $(pi hostname) == pvs-bridge ]] || fail "after reboot, the host name is $(pi hostname)"
 facts+=("back after a reboot (firewall, routes, forwarding, hostname pvs-bridge kept)")
+
+# The PVS cable pulled (or the PVS off): eth0 loses its link. Re-running the playbook then
+# must neither fail nor change anything, and once the cable is back the bridge recovers.
+say "pulling the PVS cable and running the playbook again"
+ip -n "$pvs_ns" link set pvslab-pvs down
+retry 30 pi '[ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ]' || fail "eth0 kept its link"
+# NetworkManager takes the profile down a few seconds after the link goes: the state a
+# real Pi is in whenever the PVS is off, and the one in which "nmcli connection up" fails.
+retry 60 pi '! nmcli -t -f DEVICE connection show --active | grep -qx eth0' ||
+  fail "NetworkManager kept the PVS-side profile active without a link"
+playbook no-link
+[[ $(sed -nE 's/.*changed=([0-9]+).*/\1/p' <<<"$recap") == 0 ]] ||
+  fail "with the PVS cable out the playbook changed something: $recap"
+grep -q 'has no link to the PVS' "$work/ansible-no-link.log" || fail "the playbook did not say the PVS link is down"
+ip -n "$pvs_ns" link set pvslab-pvs up
+# A client poll makes the bridge try the PVS again (it only refreshes while polled).
+recovered() {
+  in_lan "$venv/bin/python" "$here/probe.py" devicelist \
+    "http://$pi_lan_addr:80/cgi-bin/dl_cgi?Command=DeviceList" "$inverters" &&
+    in_lan "$venv/bin/python" "$here/probe.py" health "http://$pi_lan_addr:8080/health" eth0
+}
+retry 180 recovered || fail "the bridge did not recover after the cable came back: $(recovered 2>&1)"
+facts+=("cable pulled: playbook ok with changed=0, bridge ok again once plugged back")
 
 facts+=("check mode ok (fresh, and changed=0 once provisioned), second run changed=0")
 facts+=("image $image, $((SECONDS - started))s")
