@@ -203,18 +203,23 @@ class Upstream:
         headers: dict[str, str] | None = None,
         expect_json: bool = True,
         auth_expiry: bool = False,
+        proves_health: bool = True,
     ) -> Answer:
         """Send one request to the PVS through the gate and return its answer.
 
         `target` is the path and query, already normalised by the policy. Raises an
         UpstreamError subclass on failure; failures feed the breaker. With `auth_expiry`
         a 401 or 403 is returned as an answer (the caller logs in again and retries),
-        not counted as the PVS failing.
+        not counted as the PVS failing. With `proves_health=False` (a login) a good
+        answer does not close the breaker: only data the bridge asked for does.
         """
         async with self._turn():
-            return await self._send(
+            answer = await self._send(
                 target, name, timeout, method, data, headers, expect_json, auth_expiry
             )
+            if proves_health and answer.status < 400:
+                self.breaker.record_success()
+            return answer
 
     async def _send(
         self,
@@ -264,8 +269,6 @@ class Upstream:
         problem = self._problem(answer, expect_json, auth_expiry)
         if problem:
             raise self.count_failure(BadAnswer(f"PVS answered {name} with {problem}", answer), name)
-        if answer.status < 400:
-            self.breaker.record_success()
         return answer
 
     @staticmethod

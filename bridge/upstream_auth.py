@@ -118,6 +118,9 @@ class UpstreamSession:
                 timeout=self.timeout,
                 headers={"Authorization": basic_header(password)},
                 expect_json=False,  # _session_from reads the body or, failing that, the cookie
+                # A PVS that lets the bridge log in but then fails every data request is
+                # still failing: the login must not reset the backoff.
+                proves_health=False,
             )
         except BadAnswer as error:
             if error.answer.status in (401, 403):

@@ -222,6 +222,26 @@ async def test_a_500_drops_the_session_and_the_next_attempt_logs_in_again(
         assert stats["login_failures"] == 0
 
 
+async def test_logins_that_work_do_not_reset_the_backoff_of_failing_data(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    # A PVS whose sessions are dead on arrival: every login works, every data request is
+    # refused. The failures must add up (and the breaker open) instead of each login
+    # starting the backoff over, which would poll the PVS every backoff_initial for ever.
+    clock = FakeClock()
+    async with running_simulator(clock, session_ttl=0.0) as (_sim, url):
+        client = await bridge_for(
+            aiohttp_client, url, tmp_path, clock=clock, cache={"refresh": 10.0, "max_stale": 0.0}
+        )
+        for _poll in range(6):
+            assert (await client.get(DEVICE_LIST)).status != 200
+            await clock.advance(30.0)  # past any backoff: each poll may try once
+        health = await (await client.get("/health")).json()
+        upstream = health["upstream"]
+        assert upstream["consecutive_failures"] >= 6, upstream
+        assert upstream["breaker"] != "closed"
+
+
 async def test_wrong_password_clear_health_no_login_storm(
     aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
