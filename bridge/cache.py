@@ -158,9 +158,8 @@ class AnswerCache:
         if stored is not None and request.route.cache is CacheClass.REFRESH:
             stored.last_access = self.clock.monotonic()
             self._ensure_refresher(stored)
-        return Lookup(
-            answer, "MISS", self.clock.monotonic() - answer.fetched_at, self._ttl_for(request)
-        )
+        age = self.clock.monotonic() - answer.fetched_at
+        return Lookup(answer, "MISS", age, max(0.0, self._ttl_for(request) - age))
 
     async def prefetch(self, request: ProxyRequest) -> None:
         """Fill the cache without counting as client interest (used to warm up at start)."""

@@ -233,7 +233,9 @@ class Upstream:
         auth_expiry: bool = False,
     ) -> Answer:
         self.stats.calls[name] += 1
-        started = self.clock.monotonic()
+        # An answer is as old as the request that asked for it (RFC 9111's response
+        # delay): a DeviceList that took a minute is a minute old when it arrives.
+        started, started_wall = self.clock.monotonic(), self.clock.wall()
         client_timeout = aiohttp.ClientTimeout(
             total=timeout, connect=min(self.connect_timeout, timeout)
         )
@@ -252,8 +254,8 @@ class Upstream:
                     body=body,
                     content_type=response.headers.get("Content-Type"),
                     headers=replayable_headers(list(response.headers.items())),
-                    fetched_at=self.clock.monotonic(),
-                    fetched_wall=self.clock.wall(),
+                    fetched_at=started,
+                    fetched_wall=started_wall,
                     elapsed=self.clock.monotonic() - started,
                     cookies=tuple((name, c.value) for name, c in response.cookies.items()),
                 )

@@ -10,6 +10,7 @@ from tests.conftest import (
     DEVICE_LIST,
     BridgeFactory,
     RunningSimulator,
+    SimulatorFactory,
     wait_idle,
 )
 
@@ -39,6 +40,18 @@ async def test_age_is_true_and_max_age_counts_down(
     assert later.headers["X-Cache"] == "HIT"
     assert later.headers["Age"] == "7"
     assert later.headers["Cache-Control"] == "max-age=53"
+
+
+async def test_age_counts_from_when_the_pvs_was_asked(
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
+) -> None:
+    # A DeviceList that took over a second to come is over a second old when it arrives.
+    sim = await start_simulator(latency=1.2)
+    bridge = await start_bridge(sim.url, cache={"refresh": 60.0})
+    first = await bridge.get(DEVICE_LIST)
+    assert first.headers["X-Cache"] == "MISS"
+    assert int(first.headers["Age"]) >= 1
+    assert int(first.headers["Cache-Control"].removeprefix("max-age=")) <= 59
 
 
 async def test_expired_entry_is_served_stale_at_once_and_refreshed_behind(
