@@ -13,7 +13,6 @@ through the one upstream gate). Rules it keeps:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -245,9 +244,13 @@ class AnswerCache:
                 await self.clock.sleep(due - now)
                 continue
             self._last_refresh_start[key] = now
-            # Failures are counted by the upstream and the breaker; the loop waits them out.
-            with contextlib.suppress(UpstreamError):
+            try:
                 await asyncio.shield(self._shared_fetch(request))
+            except UpstreamError:
+                pass  # counted by the upstream and the breaker; the loop waits them out
+            except Exception:
+                # A bug must not end refresh-ahead for good; the next try is a TTL away.
+                log.exception("refresh of %s failed unexpectedly", request.name)
 
     def _refresh_due(self, entry: Entry, now: float) -> float:
         """When the next refresh should start: ahead of expiry, never twice within a TTL."""

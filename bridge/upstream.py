@@ -283,7 +283,7 @@ class Upstream:
         if answer.ok and expect_json:
             try:
                 json.loads(answer.body)
-            except ValueError:
+            except (ValueError, RecursionError):  # nesting deep enough to exhaust the stack
                 return f"a body that is not valid JSON ({len(answer.body)} bytes)"
         return None
 

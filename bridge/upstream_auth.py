@@ -241,7 +241,7 @@ def _session_from(answer: Answer) -> str | None:
         return None
     try:
         document = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the stack: no session
         document = None
     candidates = [document.get("session") if isinstance(document, dict) else None]
     candidates += [value for name, value in answer.cookies if name == "session"]
