@@ -176,8 +176,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     """Warm the DeviceList at start and log a one-line summary per interval."""
     config = app[CONFIG]
     tasks: list[asyncio.Task[None]] = []
-    if config["cache"]["warm_start"]:
-        warm = ProxyRequest(READ_COMMANDS["DeviceList"], "/cgi-bin/dl_cgi?Command=DeviceList")
+    warm = ProxyRequest(READ_COMMANDS["DeviceList"], "/cgi-bin/dl_cgi?Command=DeviceList")
+    # Not when the stored DeviceList is still fresh: a service restarted (or restarting in
+    # a loop) must not cost the PVS a DeviceList each time.
+    if config["cache"]["warm_start"] and not app[CACHE].holds_fresh(warm):
         tasks.append(asyncio.create_task(app[CACHE].prefetch(warm), name="warm start"))
     interval = config["server"]["summary_interval"]
     if interval > 0:

@@ -293,6 +293,11 @@ class AnswerCache:
         if key not in self._entries:
             self._store(Entry(request, answer, self._ttl_for(request), float("-inf")))
 
+    def holds_fresh(self, request: ProxyRequest) -> bool:
+        """Whether a fresh answer for `request` is held (no side effects)."""
+        entry = self._entries.get(request.target)
+        return entry is not None and self.clock.monotonic() - entry.answer.fetched_at < entry.ttl
+
     def peek(self, key: str) -> Answer | None:
         """The good answer held for `key`, if any (no side effects)."""
         entry = self._entries.get(key)

@@ -15,6 +15,7 @@ import aiohttp
 
 from bridge.clock import FakeClock
 from bridge.warmstore import FILE_NAME
+from tests.conftest import wait_idle
 from tests.faultkit import DEVICE_LIST, raw_request, served_bridge, simulator
 
 GET_COMM = "/cgi-bin/dl_cgi?Command=Get_Comm"
@@ -143,6 +144,32 @@ async def test_the_stored_answer_keeps_its_true_age(tmp_path: Path) -> None:
             assert refused is not None
             assert refused.status in (502, 503, 504)
             assert refused.json()["last_good_age_s"] is None  # nothing this run can vouch for
+
+
+async def test_a_restart_within_the_refresh_interval_asks_the_pvs_nothing(
+    tmp_path: Path,
+) -> None:
+    sections: dict[str, Any] = {
+        "server": {"state_dir": str(tmp_path)},
+        "cache": {"warm_start": True, "refresh": 60.0},
+    }
+    async with simulator() as sim:
+        first = FakeClock(wall_start=1_700_000_000.0)
+        async with served_bridge(sim.url, clock=first, **sections) as bridge:
+            await wait_idle(bridge)  # type: ignore[arg-type]  # the warm-up DeviceList
+        assert await sim.calls("DeviceList") == 1
+        # Restarted 5 s later (a crash loop, an upgrade): the stored answer is still fresh.
+        later = FakeClock(wall_start=1_700_000_005.0)
+        async with served_bridge(sim.url, clock=later, **sections) as bridge:
+            await wait_idle(bridge)  # type: ignore[arg-type]
+            answer = await raw_request(
+                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
+            )
+            assert answer is not None
+            assert (answer.status, answer.headers["x-cache"]) == (200, "HIT")
+            assert int(answer.headers["age"]) == 5
+            await wait_idle(bridge)  # type: ignore[arg-type]
+        assert await sim.calls("DeviceList") == 1
 
 
 async def test_a_stored_answer_from_another_pvs_is_ignored(tmp_path: Path) -> None:
