@@ -220,6 +220,7 @@ class FirmwareBackend:
         self.clock = clock
         self.reuse_for = reuse_for  # how long a translated list may answer DeviceDetails
         self._last_list: tuple[float, dict[str, Any]] | None = None
+        self._list_in_flight: asyncio.Task[Answer] | None = None
         self.extra: dict[str, Callable[[], object]] = {}  # more for /health
 
     async def fetch(self, request: ProxyRequest) -> Answer:
@@ -304,7 +305,25 @@ class FirmwareBackend:
         )
 
     async def device_list(self) -> Answer:
-        """A legacy DeviceList built from two varserver queries."""
+        """A legacy DeviceList built from two varserver queries, one build at a time.
+
+        DeviceList and every DeviceDetails need it: concurrent callers share the build
+        in flight instead of each sending the PVS its own pair of queries.
+        """
+        task = self._list_in_flight
+        if task is None:
+            task = asyncio.create_task(self._build_device_list(), name="translated DeviceList")
+            self._list_in_flight = task
+            task.add_done_callback(self._list_built)
+        return await asyncio.shield(task)  # a caller that gives up does not stop the others
+
+    def _list_built(self, task: asyncio.Task[Answer]) -> None:
+        if self._list_in_flight is task:
+            self._list_in_flight = None
+        if not task.cancelled():
+            task.exception()  # retrieved here too: nobody may be left awaiting it
+
+    async def _build_device_list(self) -> Answer:
         info = await self.vars_query(INFO_QUERY)
         devices = await self.vars_query(DEVICES_QUERY, timeout=self.legacy.slow_timeout)
         values = {**_vars_object(info, INFO_QUERY), **_vars_object(devices, DEVICES_QUERY)}

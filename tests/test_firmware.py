@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -150,6 +151,21 @@ async def test_device_details_and_session_paths(
         assert listed.status == 200
         assert len(json.loads(await listed.read())["devices"]) == 1 + 2 + 4
         assert (await sim_stats(url))["logins"] == 1
+
+
+async def test_concurrent_device_details_share_one_translated_list(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    async with running_simulator() as (sim, url):
+        client = await bridge_for(aiohttp_client, url, tmp_path)
+        serials = [inverter.serial for inverter in sim.site.inverters]
+        asked = [f"/cgi-bin/dl_cgi?Command=DeviceDetails&SerialNumber={s}" for s in serials]
+        answers = await asyncio.gather(*(client.get(target) for target in [*asked, DEVICE_LIST]))
+        assert [answer.status for answer in answers] == [200] * (len(serials) + 1)
+        stats = await sim_stats(url)
+        # One build of the list (its two /vars queries) for all of them, one at a time.
+        assert stats["requests"]["/vars"] == 2, stats
+        assert stats["max_concurrent"] == 1
 
 
 async def test_first_403_switches_to_2025_when_supervisor_info_has_no_build(
