@@ -83,7 +83,15 @@ async def run(cfg: Config) -> int:
     report(forwarding == "0", f"IPv4 forwarding off (ip_forward={forwarding})")
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        if _leaves_by_default_route(host, side):
+        listen_host, port = parse_hostport(cfg["server"]["listen"][0], "server.listen")
+        local = "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host
+        bridge = f"http://{local}:{port}"
+        bridge_up = await _probe_bridge(session, bridge, report)
+        if bridge_up:
+            # Through the running bridge, never beside it: the PVS must not see a second
+            # request while the service has one in flight.
+            await _probe_pvs(session, upstream, report, via=bridge)
+        elif _leaves_by_default_route(host, side):
             report(
                 False,
                 f"PVS at {upstream} not probed: no interface is on its network, so the "
@@ -91,36 +99,45 @@ async def run(cfg: Config) -> int:
             )
         else:
             await _probe_pvs(session, upstream, report)
-        listen_host, port = parse_hostport(cfg["server"]["listen"][0], "server.listen")
-        local = "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host
-        try:
-            async with session.get(f"http://{local}:{port}/health") as response:
-                health = json.loads(await response.read())
-            report(
-                health.get("status") != "down",
-                f"bridge on port {port}: status {health.get('status')} "
-                + "; ".join(health.get("reasons", [])),
-            )
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            report(
-                False, f"bridge not answering on {local}:{port}: {error or type(error).__name__}"
-            )
     print("check: " + ("all good" if problems == 0 else f"{problems} problem(s)"))
     return 0 if problems == 0 else 1
 
 
-async def _probe_pvs(
-    session: aiohttp.ClientSession, upstream: str, report: Callable[[bool, str], None]
-) -> None:
-    """Ask the PVS for supervisor/info (unauthenticated on every firmware)."""
+async def _probe_bridge(
+    session: aiohttp.ClientSession, bridge: str, report: Callable[[bool, str], None]
+) -> bool:
+    """Whether the bridge answers /health (and says what it says)."""
     try:
-        async with session.get(f"{upstream}/cgi-bin/dl_cgi/supervisor/info") as response:
+        async with session.get(f"{bridge}/health") as response:
+            health = json.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        report(False, f"bridge not answering at {bridge}: {error or type(error).__name__}")
+        return False
+    report(
+        health.get("status") != "down",
+        f"bridge at {bridge}: status {health.get('status')} "
+        + "; ".join(health.get("reasons", [])),
+    )
+    return True
+
+
+async def _probe_pvs(
+    session: aiohttp.ClientSession,
+    upstream: str,
+    report: Callable[[bool, str], None],
+    via: str | None = None,
+) -> None:
+    """Ask the PVS for supervisor/info (unauthenticated on every firmware), through the
+    bridge at `via` when one runs."""
+    how = f" (through the bridge at {via})" if via else ""
+    try:
+        async with session.get(f"{via or upstream}/cgi-bin/dl_cgi/supervisor/info") as response:
             body = await response.read()
         info = json.loads(body).get("supervisor", {}) if response.status == 200 else {}
         report(
             response.status == 200,
-            f"PVS at {upstream} answers supervisor/info: "
+            f"PVS at {upstream} answers supervisor/info{how}: "
             f"HTTP {response.status} {info.get('MODEL', '')} {info.get('SWVER', '')}".rstrip(),
         )
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-        report(False, f"PVS at {upstream} unreachable: {error or type(error).__name__}")
+        report(False, f"PVS at {upstream} unreachable{how}: {error or type(error).__name__}")

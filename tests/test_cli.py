@@ -89,13 +89,18 @@ async def test_check_reports_each_fact_and_reaches_the_pvs(
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     lines = output.decode().splitlines()
-    assert any(line.startswith("ok   PVS at") and "PVS6" in line for line in lines), lines
-    assert any(f"bridge on port {bridge.port}" in line for line in lines), lines
+    pvs_line = [line for line in lines if line.startswith("ok   PVS at")]
+    assert len(pvs_line) == 1 and "PVS6" in pvs_line[0], lines
+    assert "through the bridge" in pvs_line[0]
+    assert any(f"bridge at http://127.0.0.1:{bridge.port}: status" in line for line in lines)
     assert any("PVS-side interface" in line for line in lines)
     assert lines[-1].startswith("check: ")
     # This machine has no interface on 172.27.x, so check must say so and fail.
     assert process.returncode == (0 if lines[-1] == "check: all good" else 1)
     assert await simulator.count("supervisor/info") == 1
+    # It asked through the running bridge (its gate), not beside it.
+    health = await (await bridge.get("/health")).json()
+    assert health["upstream"]["calls"].get("supervisor/info") == 1
 
 
 @pytest.mark.skipif(
