@@ -91,10 +91,12 @@ class AnswerCache:
         max_entries: int,
         max_stale: float,
         idle_after: float,
-        keeps: Callable[[Answer], bool] = lambda answer: answer.ok,
+        # 2xx, and the PVS's definitive refusals: an endpoint it lacks (404) or parameters
+        # it rejects (400) stay so, and polling them must not reach it every time.
+        keeps: Callable[[Answer], bool] = lambda answer: answer.ok or answer.status in (400, 404),
     ) -> None:
         self.clock = clock
-        self._keeps = keeps  # which answers are worth keeping (by default: 2xx)
+        self._keeps = keeps  # which answers are worth keeping
         self._fetch = fetch
         self._ttl_for = ttl_for
         self.max_stale = max_stale
@@ -158,7 +160,9 @@ class AnswerCache:
             stored.last_access = self.clock.monotonic()
             self._ensure_refresher(stored)
         age = self.clock.monotonic() - answer.fetched_at
-        return Lookup(answer, "MISS", age, max(0.0, self._ttl_for(request) - age))
+        # Only an answer the cache holds may be called fresh for a while.
+        held = stored is not None and stored.answer is answer
+        return Lookup(answer, "MISS", age, max(0.0, self._ttl_for(request) - age) if held else 0.0)
 
     async def prefetch(self, request: ProxyRequest) -> None:
         """Fill the cache without counting as client interest (used to warm up at start)."""
@@ -191,6 +195,8 @@ class AnswerCache:
             return answer
         key = request.target
         previous = self._entries.get(key)
+        if previous is not None and previous.answer.ok and not answer.ok:
+            return answer  # a refusal never replaces good data; passed on, not kept
         why = suspicious_change(
             request.name, answer.body, previous.answer.body if previous else None
         )
@@ -208,7 +214,8 @@ class AnswerCache:
     def _store(self, entry: Entry) -> None:
         key = entry.request.target
         self._entries[key] = entry
-        self._last_good_at[key] = entry.answer.fetched_at
+        if entry.answer.ok:
+            self._last_good_at[key] = entry.answer.fetched_at
         if len(self._index) >= (self._entries.maxsize or 1):
             self._index = {k: v for k, v in self._index.items() if k in self._entries}
         self._index[key] = entry

@@ -203,3 +203,38 @@ async def test_pvs_error_answer_passes_through_unchanged_when_nothing_is_cached(
     assert response.status == 200  # the PVS answers "not found" as a 200 error document
     assert json.loads(await response.read())["result"] == "error"
     await wait_idle(bridge)
+
+
+async def test_an_endpoint_the_pvs_lacks_is_asked_once_per_interval(
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
+) -> None:
+    # An older PVS has no energy-storage-system/status: its 404 reaches the client as the
+    # PVS sent it, but polling it must not reach the PVS every time.
+    clock = FakeClock()
+    sim = await start_simulator(clock, missing_paths=("energy-storage-system/status",))
+    bridge = await start_bridge(sim.url, clock=clock)
+    target = "/cgi-bin/dl_cgi/energy-storage-system/status"
+    answers = [await bridge.get(target) for _ in range(5)]
+    assert [answer.status for answer in answers] == [404] * 5
+    assert [answer.headers["X-Cache"] for answer in answers] == ["MISS"] + ["HIT"] * 4
+    assert "404 - Not Found" in await answers[-1].text()
+    assert await sim.count("energy-storage-system/status") == 1
+
+
+async def test_a_refusal_never_replaces_good_data(
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
+) -> None:
+    # A good answer is held; the next one is a 404 (say, mid-firmware-update): clients get
+    # the 404 passed on, but the good answer stays and is not advertised as fresh.
+    clock = FakeClock()
+    sim = await start_simulator(clock)
+    bridge = await start_bridge(sim.url, clock=clock, cache={"ttl_status": 10.0})
+    target = "/cgi-bin/dl_cgi/network/interfaces"
+    assert (await bridge.get(target)).status == 200
+    sim.simulator.options.missing_paths = ("network/interfaces",)
+    await clock.advance(11.0)
+    await bridge.get(target)  # STALE at once, while the refresh brings the 404
+    await wait_idle(bridge)
+    held = await bridge.get(target)
+    assert held.status == 200
+    assert held.headers["X-Cache"] in ("STALE", "MISS")

@@ -48,6 +48,8 @@ class SimulatorOptions:
     # 2025: what the login's body carries beside the cookie: "session" (as the PVS does),
     # "empty-object" ({}) or "none" (no body at all): the cookie alone must be enough.
     login_body: str = "session"
+    # Path-style endpoints this PVS lacks (older firmware): answered with lighttpd's 404.
+    missing_paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -186,7 +188,7 @@ class Simulator:
                 "power_production": "on" if site.production_kw(site.clock.wall()) else "off",
             },
         }
-        if tail in answers:
+        if tail in answers and tail not in opts.missing_paths:
             return pvs_json(answers[tail]())
         return web.Response(
             status=404,
