@@ -7,6 +7,11 @@ StateDirectory creates it on the appliance; a developer machine has none), and o
 when `cache.warm_start` is on. On start the answer is loaded with its true age, from
 the wall clock, if it came from the same upstream and is not older than the maximum
 staleness; it is then served like any cached answer (Age, X-Cache) until replaced.
+
+A Pi has no battery-backed clock: after a power cut it boots with the time it saved at
+shutdown until NTP answers, so data days old could look minutes old. Across a reboot
+the stored age is trusted only once the clock is synchronised (systemd-timesyncd's
+flag file); within one boot, a service restart, it always is.
 """
 
 from __future__ import annotations
@@ -34,16 +39,43 @@ log = logging.getLogger(__name__)
 FILE_NAME = "last-devicelist.json"
 SAVE_EVERY = 900.0
 FORMAT = 1
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+CLOCK_SYNCHRONISED = Path("/run/systemd/timesync/synchronized")
+
+
+def current_boot() -> str:
+    """This boot's id ("" where the kernel does not say)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def clock_synchronised() -> bool:
+    """Whether systemd-timesyncd has set the clock from NTP since this boot."""
+    return CLOCK_SYNCHRONISED.exists()
+
+
 DEVICE_LIST = ProxyRequest(READ_COMMANDS["DeviceList"], "/cgi-bin/dl_cgi?Command=DeviceList")
 
 
 class WarmStore:
     """Reads and writes the one file; knows which answer it wrote last."""
 
-    def __init__(self, path: Path, upstream: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        path: Path,
+        upstream: str,
+        clock: Clock,
+        *,
+        boot: Callable[[], str] = current_boot,
+        synchronised: Callable[[], bool] = clock_synchronised,
+    ) -> None:
         self.path = path
         self.upstream = upstream
         self.clock = clock
+        self.boot = boot
+        self.synchronised = synchronised
         self.writes = 0
         self._saved: float | None = None  # fetched_wall of the answer on disk
 
@@ -52,6 +84,9 @@ class WarmStore:
         try:
             document = json.loads(self.path.read_bytes())
             if document.get("format") != FORMAT or document.get("upstream") != self.upstream:
+                return None
+            if document.get("boot") != self.boot() and not self.synchronised():
+                log.info("warm start: stored before a reboot and the clock is not synced yet")
                 return None
             fetched_wall = float(document["fetched_wall"])
             age = self.clock.wall() - fetched_wall
@@ -83,6 +118,7 @@ class WarmStore:
         document: dict[str, Any] = {
             "format": FORMAT,
             "upstream": self.upstream,
+            "boot": self.boot(),
             "fetched_wall": answer.fetched_wall,
             "status": answer.status,
             "content_type": answer.content_type,

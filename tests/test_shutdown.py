@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from bridge.answer import Answer
 from bridge.clock import FakeClock
-from bridge.warmstore import FILE_NAME
+from bridge.warmstore import FILE_NAME, WarmStore
 from tests.conftest import wait_idle
 from tests.faultkit import DEVICE_LIST, raw_request, served_bridge, simulator
 
@@ -191,3 +193,28 @@ async def test_a_stored_answer_from_another_pvs_is_ignored(tmp_path: Path) -> No
             )
             assert answer is not None
             assert answer.status >= 500
+
+
+@pytest.mark.parametrize(
+    ("boot_at_load", "synchronised", "used"),
+    [
+        ("boot-1", False, True),  # a service restart: same boot, the clock kept running
+        ("boot-2", True, True),  # after a reboot, once NTP has set the clock
+        ("boot-2", False, False),  # after a reboot, before it: the age cannot be known
+    ],
+)
+def test_stored_age_is_trusted_across_a_reboot_only_with_a_synchronised_clock(
+    tmp_path: Path, boot_at_load: str, synchronised: bool, used: bool
+) -> None:
+    clock = FakeClock(wall_start=1_700_000_000.0)
+    answer = Answer(200, b'{"devices": []}', "application/json", fetched_wall=clock.wall())
+    path = tmp_path / FILE_NAME
+    assert WarmStore(path, "http://pvs", clock, boot=lambda: "boot-1").save(answer)
+    later = FakeClock(wall_start=1_700_000_060.0)
+    store = WarmStore(
+        path, "http://pvs", later, boot=lambda: boot_at_load, synchronised=lambda: synchronised
+    )
+    loaded = store.load(max_stale=900.0)
+    assert (loaded is not None) == used
+    if loaded is not None:
+        assert later.monotonic() - loaded.fetched_at == 60.0
