@@ -129,7 +129,15 @@ def create_app(
     app[BACKEND], app[HEALTH], app[METRICS], app[PROXY] = backend, health, metrics, proxy
 
     app.cleanup_ctx.append(_upstream_session)
-    app.cleanup_ctx.append(warmstore.context(config, cache, clock, upstream.base_url))
+    app.cleanup_ctx.append(
+        warmstore.context(
+            config,
+            cache,
+            clock,
+            upstream.base_url,
+            loaded=lambda answer: breaker.remember_success(answer.fetched_wall),
+        )
+    )
     app.cleanup_ctx.append(_background)
     _add_routes(app, proxy, config["cors"]["origins"])
     if isinstance(backend, FirmwareBackend):  # the 2025 API for new-firmware clients

@@ -73,6 +73,11 @@ class Breaker:
         self.failing_since_wall = None
         self.last_success_wall = self._clock.wall()
 
+    def remember_success(self, at_wall: float) -> None:
+        """A success from before this run (the warm-start answer), if none is known yet."""
+        if self.last_success_wall is None and not self.consecutive_failures:
+            self.last_success_wall = at_wall
+
     def record_failure(self, kind: str, message: str) -> None:
         """A failed attempt: push the next one out by the backoff delay."""
         self.consecutive_failures += 1

@@ -139,9 +139,17 @@ class WarmStore:
 
 
 def context(
-    config: Config, cache: AnswerCache, clock: Clock, upstream: str
+    config: Config,
+    cache: AnswerCache,
+    clock: Clock,
+    upstream: str,
+    loaded: Callable[[Answer], None] = lambda _answer: None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context: load at start, save every SAVE_EVERY seconds and at stop."""
+    """A cleanup context: load at start, save every SAVE_EVERY seconds and at stop.
+
+    `loaded` hears of the stored answer taken into the cache (health learns when the PVS
+    last answered: a fresh stored answer costs the PVS no request at start).
+    """
     state_dir = Path(config["server"]["state_dir"])
 
     async def keep_warm(_app: web.Application) -> AsyncIterator[None]:
@@ -153,6 +161,7 @@ def context(
         answer = store.load(cache.max_stale)
         if answer is not None:
             cache.preload(DEVICE_LIST, answer)
+            loaded(answer)
         saver = asyncio.create_task(_save_now_and_then(store, cache), name="warm store")
         try:
             yield

@@ -171,6 +171,12 @@ async def test_a_restart_within_the_refresh_interval_asks_the_pvs_nothing(
             assert (answer.status, answer.headers["x-cache"]) == (200, "HIT")
             assert int(answer.headers["age"]) == 5
             await wait_idle(bridge)  # type: ignore[arg-type]
+            # Health knows when the PVS last answered (in the run before): ok, not
+            # "waiting for the first answer" (which kept the Ansible role waiting).
+            health = await raw_request(bridge.port, b"GET /health HTTP/1.0\r\n\r\n")
+            assert health is not None
+            assert health.json()["status"] == "ok", health.json()["reasons"]
+            assert health.json()["upstream"]["last_success_age_s"] == 5.0
         assert await sim.calls("DeviceList") == 1
 
 
