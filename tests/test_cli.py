@@ -69,15 +69,14 @@ async def test_demo_serves_live_devicelist_and_stops_on_sigterm(tmp_path: Path) 
     assert "shutting down" in text
 
 
-async def test_check_reports_each_fact_and_reaches_the_pvs(
-    simulator: RunningSimulator, start_bridge: BridgeFactory, tmp_path: Path
-) -> None:
-    bridge = await start_bridge(simulator.url)
+async def run_check(
+    tmp_path: Path, listen: str, upstream: str, *wrapper: str
+) -> tuple[int | None, list[str]]:
+    """Run `pvs-bridge check` (under `wrapper`, e.g. unshare) with a config naming these."""
     config = tmp_path / "config.toml"
-    config.write_text(
-        f'[server]\nlisten = ["127.0.0.1:{bridge.port}"]\n[upstream]\nurl = "{simulator.url}"\n'
-    )
+    config.write_text(f'[server]\nlisten = ["{listen}"]\n[upstream]\nurl = "{upstream}"\n')
     process = await asyncio.create_subprocess_exec(
+        *wrapper,
         sys.executable,
         "-m",
         "bridge",
@@ -88,7 +87,14 @@ async def test_check_reports_each_fact_and_reaches_the_pvs(
         stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    lines = output.decode().splitlines()
+    return process.returncode, output.decode().splitlines()
+
+
+async def test_check_reports_each_fact_and_reaches_the_pvs(
+    simulator: RunningSimulator, start_bridge: BridgeFactory, tmp_path: Path
+) -> None:
+    bridge = await start_bridge(simulator.url)
+    returncode, lines = await run_check(tmp_path, f"127.0.0.1:{bridge.port}", simulator.url)
     pvs_line = [line for line in lines if line.startswith("ok   PVS at")]
     assert len(pvs_line) == 1 and "PVS6" in pvs_line[0], lines
     assert "through the bridge" in pvs_line[0]
@@ -96,7 +102,7 @@ async def test_check_reports_each_fact_and_reaches_the_pvs(
     assert any("PVS-side interface" in line for line in lines)
     assert lines[-1].startswith("check: ")
     # This machine has no interface on 172.27.x, so check must say so and fail.
-    assert process.returncode == (0 if lines[-1] == "check: all good" else 1)
+    assert returncode == (0 if lines[-1] == "check: all good" else 1)
     assert await simulator.count("supervisor/info") == 1
     # It asked through the running bridge (its gate), not beside it.
     health = await (await bridge.get("/health")).json()
@@ -111,25 +117,10 @@ async def test_check_never_sends_a_pvs_request_out_the_default_route(tmp_path: P
     # No interface on 172.27.x (cable out): the request would follow the default route to
     # the home router. Run inside a new, empty network namespace so that nothing can leave
     # even if check tried.
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[server]\nlisten = ["127.0.0.1:9"]\n[upstream]\nurl = "http://172.27.153.1"\n'
+    returncode, lines = await run_check(
+        tmp_path, "127.0.0.1:9", "http://172.27.153.1", "unshare", "--net"
     )
-    process = await asyncio.create_subprocess_exec(
-        "unshare",
-        "--net",
-        sys.executable,
-        "-m",
-        "bridge",
-        "check",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    lines = output.decode().splitlines()
-    assert process.returncode == 1, lines
+    assert returncode == 1, lines
     probe = [line for line in lines if "PVS at http://172.27.153.1" in line]
     assert len(probe) == 1, lines
     assert probe[0].startswith("FAIL") and "not probed" in probe[0], lines
