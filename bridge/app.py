@@ -23,7 +23,7 @@ from bridge.config import Config
 from bridge.firmware import FirmwareBackend, firmware_backend
 from bridge.health import HealthReporter
 from bridge.metrics import Metrics, render
-from bridge.policy import READ_COMMANDS, CacheClass, Policy, ProxyRequest
+from bridge.policy import CacheClass, Policy, ProxyRequest
 from bridge.proxy import Proxy
 from bridge.ratelimit import RateLimiter
 from bridge.upstream import Upstream
@@ -184,7 +184,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     """Warm the DeviceList at start and log a one-line summary per interval."""
     config = app[CONFIG]
     tasks: list[asyncio.Task[None]] = []
-    warm = ProxyRequest(READ_COMMANDS["DeviceList"], "/cgi-bin/dl_cgi?Command=DeviceList")
+    warm = warmstore.DEVICE_LIST
     # Not when the stored DeviceList is still fresh: a service restarted (or restarting in
     # a loop) must not cost the PVS a DeviceList each time.
     if config["cache"]["warm_start"] and not app[CACHE].holds_fresh(warm):

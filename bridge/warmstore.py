@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 FILE_NAME = "last-devicelist.json"
 SAVE_EVERY = 900.0
 FORMAT = 1
+DEVICE_LIST = ProxyRequest(READ_COMMANDS["DeviceList"], "/cgi-bin/dl_cgi?Command=DeviceList")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 CLOCK_SYNCHRONISED = Path("/run/systemd/timesync/synchronized")
 
@@ -54,9 +55,6 @@ def current_boot() -> str:
 def clock_synchronised() -> bool:
     """Whether systemd-timesyncd has set the clock from NTP since this boot."""
     return CLOCK_SYNCHRONISED.exists()
-
-
-DEVICE_LIST = ProxyRequest(READ_COMMANDS["DeviceList"], "/cgi-bin/dl_cgi?Command=DeviceList")
 
 
 class WarmStore:
