@@ -86,3 +86,40 @@ async def test_sim_stats_count_requests_by_command_and_path(
     }
     assert stats["total"] == 5
     assert stats["max_concurrent"] == 1
+
+
+@pytest.mark.parametrize("firmware", ["legacy", "2025"])
+async def test_sim_stats_min_gap_is_the_clock_advance_between_two_requests(
+    start_simulator: SimulatorFactory, firmware: str
+) -> None:
+    clock = FakeClock()
+    sim = await start_simulator(clock, firmware=firmware)
+    info = sim.url + "/cgi-bin/dl_cgi/supervisor/info"
+    async with aiohttp.ClientSession() as session:
+
+        async def get(url: str) -> None:
+            async with session.get(url) as response:
+                assert response.status == 200
+                await response.read()
+
+        assert (await sim.stats())["min_gap_s"] is None
+        await get(info)
+        assert (await sim.stats())["min_gap_s"] is None  # one arrival: no gap yet
+        await clock.advance(0.75)
+        await get(info)
+        assert (await sim.stats())["min_gap_s"] == 0.75
+        await clock.advance(0.25)
+        await get(sim.url + "/_sim/faults")  # control requests do not count as arrivals
+        await clock.advance(2.0)
+        await get(info)
+        assert (await sim.stats())["min_gap_s"] == 0.75  # 2.25 s since the previous one
+        await get(info)
+        assert (await sim.stats())["min_gap_s"] == 0.0  # two at the same instant
+        async with session.post(sim.url + "/_sim/stats/reset") as response:
+            assert (await response.json())["min_gap_s"] is None
+        await get(info)
+        await clock.advance(1.5)
+        await get(info)
+        stats = await sim.stats()
+    assert stats["min_gap_s"] == 1.5
+    assert stats["total"] == 2

@@ -22,7 +22,7 @@ import struct
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -125,6 +125,16 @@ class FaultStats:
     reboots: int = 0
 
 
+class Companion(Protocol):
+    """Another listener of the simulated PVS (the live feed) that goes down and up with it."""
+
+    async def go_down(self) -> None:
+        """Refuse connections and drop the open ones."""
+
+    async def come_up(self) -> None:
+        """Listen again."""
+
+
 class FaultInjector:
     """Middleware and control endpoint that make a Simulator misbehave on request."""
 
@@ -144,6 +154,8 @@ class FaultInjector:
         self._host = "127.0.0.1"
         self._port = 0
         self._timer: asyncio.Task[None] | None = None
+        self.companions: list[Companion] = []  # down and up together with the HTTP listener
+        self.on_boot: Callable[[], None] | None = None  # called when it comes back up
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -218,9 +230,13 @@ class FaultInjector:
                 transport = handler.transport
                 if transport is not None and _local_port(transport) == self._port:
                     _reset(transport)
+        for companion in self.companions:
+            await companion.go_down()
 
     async def come_up(self) -> None:
-        """Listen again on the same address."""
+        """Listen again on the same address: after being down, that is a reboot."""
+        if self.is_down and self.on_boot is not None:
+            self.on_boot()
         if self._runner is not None and self._site is None:
             site = web.TCPSite(
                 self._runner,
@@ -231,6 +247,8 @@ class FaultInjector:
             )
             await site.start()
             self._site = site
+        for companion in self.companions:
+            await companion.come_up()
         self.is_down = False
 
     async def _recover_after(self, seconds: float) -> None:

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from bridge.clock import Clock
 from bridge.simulator import legacy
+from bridge.simulator.feed import TELEMETRY_VAR
 from bridge.simulator.model import Site
 from bridge.simulator.server import FORBIDDEN_BODY, Simulator, SimulatorOptions
 
@@ -117,23 +118,9 @@ def variables(site: Site, swver: str, build: int | None) -> dict[str, str]:
             for var, field in table.items():
                 if field in device:
                     values[prefix + var] = device[field]
-    production = site.production_kw(now)
-    load = site.load_kw(now)
-    imported, exported = site.grid_counters(now)
-    values.update(
-        {
-            "/sys/livedata/time": str(int(now)),
-            "/sys/livedata/pv_p": legacy._fmt(production),
-            "/sys/livedata/pv_en": legacy._fmt(site.produced_kwh(now), 2),
-            "/sys/livedata/net_p": legacy._fmt(load - production),
-            "/sys/livedata/net_en": legacy._fmt(imported - exported, 2),
-            "/sys/livedata/site_load_p": legacy._fmt(load),
-            "/sys/livedata/site_load_en": legacy._fmt(site.consumed_kwh(now), 2),
-            "/sys/livedata/ess_p": "0",
-            "/sys/livedata/ess_en": "0",
-            "/sys/livedata/soc": "0",
-        }
-    )
+    values["/sys/livedata/time"] = str(int(now))
+    for name, value in site.livedata(now).items():
+        values["/sys/livedata/" + name] = legacy._fmt(value, 2 if name.endswith("_en") else 4)
     return values
 
 
@@ -155,6 +142,7 @@ class Simulator2025(Simulator):
         self.vars_queries: Counter[str] = Counter()
         self.written: dict[str, str] = {}  # values set with `set=`, shown by later reads
         self.writes = 0
+        self.feed.requires_enable = True  # 2025.10+: the live feed is off until enabled
 
     def app(self) -> web.Application:
         """The legacy app plus `/auth` and `/vars`."""
@@ -163,8 +151,9 @@ class Simulator2025(Simulator):
         app.router.add_route("*", "/vars", self._vars)
         return app
 
-    async def _stats(self, request: web.Request) -> web.Response:
-        document = self.stats.as_json()
+    def stats_document(self) -> dict[str, Any]:
+        """The legacy counters plus logins, sessions, each /vars query and the writes."""
+        document = super().stats_document()
         document.update(
             logins=self.logins,
             login_failures=self.login_failures,
@@ -172,7 +161,7 @@ class Simulator2025(Simulator):
             vars_queries=dict(self.vars_queries),
             writes=self.writes,
         )
-        return web.json_response(document)
+        return document
 
     async def _reset_stats(self, request: web.Request) -> web.Response:
         self.logins = self.login_failures = 0
@@ -245,16 +234,10 @@ class Simulator2025(Simulator):
             return _error(401, "/vars", "Unauthorized")
         table = variables(self.site, self.options.swver, self.options.build)
         table.update(self.written)
+        if self.feed.supported:  # a PVS5 has no feed: the variable is unknown there (400)
+            table[TELEMETRY_VAR] = "1" if self.feed.telemetry else "0"
         if "set" in query:
-            name, sep, value = query["set"].partition("=")
-            if token is None or not sep or name not in table:
-                return _error(400 if token else 401, "/vars", "Bad Request")
-            self.written[name] = value  # later reads see it, as on the device
-            self.writes += 1
-            written = {"count": 1, "values": [{"name": name, "value": value}]}
-            return web.Response(
-                text=json.dumps(written, indent=2) + "\n", content_type="application/json"
-            )
+            return self._write(query["set"], token, table)
         selected = self._select(table, query, names, token)
         if not selected:
             return _error(400, "/vars", "Bad Request")
@@ -267,6 +250,25 @@ class Simulator2025(Simulator):
             }
         return web.Response(
             text=json.dumps(document, indent=2) + "\n", content_type="application/json"
+        )
+
+    def _write(self, assignment: str, token: str | None, table: dict[str, str]) -> web.Response:
+        """`set=/name=value`: change a variable; the feed's switch is a live one."""
+        name, sep, value = assignment.partition("=")
+        if token is None or not sep or name not in table:
+            return _error(400 if token else 401, "/vars", "Bad Request")
+        if name == TELEMETRY_VAR:
+            if value not in ("0", "1"):
+                return _error(400, "/vars", "Bad Request")
+            self.feed.set_telemetry(value == "1")  # until the next reboot
+            if value == "1":
+                self.stats.telemetry_enables += 1
+        else:
+            self.written[name] = value  # later reads see it, as on the device
+        self.writes += 1
+        written = {"count": 1, "values": [{"name": name, "value": value}]}
+        return web.Response(
+            text=json.dumps(written, indent=2) + "\n", content_type="application/json"
         )
 
     def _select(

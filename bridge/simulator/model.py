@@ -85,6 +85,7 @@ class Site:
     utc_offset_hours: float = -8.0
     base_load_kw: float = 0.9
     booted_wall: float = 0.0
+    boots: int = 0  # reboots since the simulation started (power cycles, `down`, `fragile`)
     inverters: list[Inverter] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -121,6 +122,7 @@ class Site:
     def reboot(self) -> None:
         """Start the uptime counter again, as after a power cycle."""
         self.booted_wall = self.clock.wall()
+        self.boots += 1
 
     @staticmethod
     def measured_at(wall: float, period: float) -> float:
@@ -176,3 +178,19 @@ class Site:
         at = self.measured_at(wall, METER_PERIOD)
         hours = (at - INSTALLED) / 3600.0
         return self.base_load_kw * hours + 1.2 * math.sqrt(4.0 * math.pi) * hours / 24.0
+
+    def livedata(self, wall: float) -> dict[str, float]:
+        """The varserver's `/sys/livedata` numbers (kW, kWh), unrounded; no battery here."""
+        production, load = self.production_kw(wall), self.load_kw(wall)
+        imported, exported = self.grid_counters(wall)
+        return {
+            "pv_p": production,
+            "pv_en": self.produced_kwh(wall),
+            "net_p": load - production,
+            "net_en": imported - exported,
+            "site_load_p": load,
+            "site_load_en": self.consumed_kwh(wall),
+            "ess_p": 0.0,
+            "ess_en": 0.0,
+            "soc": 0.0,
+        }

@@ -22,6 +22,7 @@ from bridge import cjson
 from bridge.clock import Clock
 from bridge.simulator import legacy
 from bridge.simulator.faults import FaultInjector
+from bridge.simulator.feed import Feed
 from bridge.simulator.model import Site
 
 SERVER_HEADER = "lighttpd/1.4.35"
@@ -50,16 +51,38 @@ class SimulatorOptions:
     login_body: str = "session"
     # Path-style endpoints this PVS lacks (older firmware): answered with lighttpd's 404.
     missing_paths: tuple[str, ...] = ()
+    # The WebSocket live feed (bridge/simulator/feed.py), served when start() gets a ws_port.
+    ws_time: str = "s"  # the frames' `time`: seconds ("s") or milliseconds ("ms") since 1970
+    ws_drop: float = 600.0  # seconds after which each feed connection is closed
+    ws_interval: float = 1.0  # seconds between value checks (and frames, while values change)
+    ws_jitter: bool = False  # move the power values on every tick (tests); POST /_sim/feed too
 
 
 @dataclass
 class Stats:
-    """What the simulator received: per command/path, in total, and at most at once."""
+    """What the simulator received: per command/path, in total, at most at once, how paced.
+
+    `min_gap_s` is the smallest gap between the arrivals of two consecutive requests
+    (`/_sim/*` excluded), on the simulator's clock: the evidence that a bridge paces the PVS.
+    The `ws_*` counters and `telemetry_enables` are the live feed's (feed.py).
+    """
 
     requests: Counter[str] = field(default_factory=Counter)
     total: int = 0
     current: int = 0
     max_concurrent: int = 0
+    last_arrival: float | None = None
+    min_gap_s: float | None = None
+    ws_connections_total: int = 0
+    ws_frames: int = 0
+    telemetry_enables: int = 0
+
+    def arrived(self, now: float) -> None:
+        """Note a request's arrival (monotonic seconds) and the gap since the previous one."""
+        if self.last_arrival is not None:
+            gap = max(0.0, now - self.last_arrival)
+            self.min_gap_s = gap if self.min_gap_s is None else min(self.min_gap_s, gap)
+        self.last_arrival = now
 
     def as_json(self) -> dict[str, Any]:
         """The `/_sim/stats` document."""
@@ -68,6 +91,10 @@ class Stats:
             "total": self.total,
             "max_concurrent": self.max_concurrent,
             "current": self.current,
+            "min_gap_s": None if self.min_gap_s is None else round(self.min_gap_s, 6),
+            "ws_connections_total": self.ws_connections_total,
+            "ws_frames": self.ws_frames,
+            "telemetry_enables": self.telemetry_enables,
         }
 
 
@@ -100,11 +127,20 @@ class Simulator:
         self.stats = Stats()
         self.faults = FaultInjector(self.clock)
         self.control_url = ""  # a side port for /_sim/* that stays open while `down`
+        self.feed = Feed(self)  # the WebSocket live feed; listens once start() gets a ws_port
+        self.faults.companions.append(self.feed)  # `down` and reboots take the feed along
+        self.faults.on_boot = self.site.reboot  # coming back up from `down` is a reboot
+
+    @property
+    def feed_url(self) -> str:
+        """The live feed's `ws://HOST:PORT/`, or "" when it is not served (or on a PVS5)."""
+        return self.feed.url
 
     def app(self) -> web.Application:
         """The aiohttp application serving this simulated PVS."""
         app = web.Application(middlewares=[self._count, self.faults.middleware])
         self.faults.install(app)
+        self.feed.install(app)
         app.on_response_prepare.append(_server_header)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_post("/_sim/stats/reset", self._reset_stats)
@@ -118,6 +154,7 @@ class Simulator:
         if request.path.startswith("/_sim/"):
             return await handler(request)
         stats = self.stats
+        stats.arrived(self.clock.monotonic())
         stats.requests[request_name(request)] += 1
         stats.total += 1
         stats.current += 1
@@ -127,12 +164,18 @@ class Simulator:
         finally:
             stats.current -= 1
 
+    def stats_document(self) -> dict[str, Any]:
+        """The `/_sim/stats` document: the counters plus the feed connections open now."""
+        document = self.stats.as_json()
+        document["ws_connections"] = len(self.feed.connections)
+        return document
+
     async def _stats(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.stats.as_json())
+        return web.json_response(self.stats_document())
 
     async def _reset_stats(self, _request: web.Request) -> web.Response:
         self.stats = Stats()
-        return web.json_response(self.stats.as_json())
+        return web.json_response(self.stats_document())
 
     async def _delay(self, slow: bool) -> None:
         latency = self.options.latency if slow else self.options.latency / 10
@@ -215,11 +258,15 @@ async def start(
     host: str = "127.0.0.1",
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
+    ws_host: str | None = None,
+    ws_port: int | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serve the simulator; returns the runner (for cleanup) and its base URL.
 
     Handlers are cancelled when a client hangs up, as lighttpd kills a CGI whose client
     went away, so a request the bridge abandoned does not linger as "concurrent".
+    With `ws_port` (0 = a free one) the WebSocket live feed listens too, on `ws_host`
+    (default: `host`), at `simulator.feed_url`; the runner's cleanup closes it.
     """
     runner = web.AppRunner(simulator.app(), handler_cancellation=True, access_log=None)
     await runner.setup()
@@ -231,6 +278,8 @@ async def start(
     simulator.faults.attach(runner, site, host, bound_port, ssl_context)
     shown = f"[{host}]" if ":" in host else host
     simulator.control_url = f"http://{shown}:{_bound_port(control, 0)}"
+    if ws_port is not None:
+        await simulator.feed.start(ws_host or host, ws_port)
     scheme = "https" if ssl_context is not None else "http"
     return runner, f"{scheme}://{shown}:{bound_port}"
 
