@@ -21,8 +21,8 @@ from aiohttp import web
 
 from bridge import config
 from bridge.app import create_app
-from bridge.hardening import make_runner
 from bridge.simulator import server as sim_server
+from bridge.web.runner import make_runner
 
 DEVICE_LIST = "/cgi-bin/dl_cgi?Command=DeviceList"
 FRAGILE: dict[str, Any] = {"rate": 4, "window": 10.0, "strain_limit": 3, "reboot_seconds": 3.0}
@@ -122,7 +122,7 @@ async def main(args: argparse.Namespace) -> None:
             "rate_limit": {"enabled": False},
         },
     )
-    runner = make_runner(create_app(cfg), cfg)
+    runner = make_runner(create_app(cfg), cfg.server)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

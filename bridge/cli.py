@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as error:
-        print(f"pvs-bridge: config error: {error}", file=sys.stderr)
+        for problem in error.problems:
+            print(f"pvs-bridge: config error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
@@ -176,21 +177,21 @@ def run_async(main_coroutine: Coroutine[Any, Any, int]) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """`pvs-bridge serve`."""
     cfg = load_config(args)
-    setup_logging(cfg["server"]["log_level"])
+    setup_logging(cfg.server.log_level)
     return run_async(serve(cfg))
 
 
 async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -> int:
     """Run the bridge until SIGTERM/SIGINT, then shut down within the grace period."""
     from bridge.app import create_app
-    from bridge.hardening import make_runner
+    from bridge.web.runner import make_runner
 
     app = create_app(cfg)
-    runner = make_runner(app, cfg)
+    runner = make_runner(app, cfg.server)
     await runner.setup()
     urls: list[str] = []
     try:
-        for item in cfg["server"]["listen"]:
+        for item in cfg.server.listen:
             host, port = config.parse_hostport(item, "server.listen")
             site = web.TCPSite(runner, host, port, reuse_address=True)
             try:
@@ -199,11 +200,11 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
                 log.error("cannot listen on %s: %s", item, error.strerror or error)
                 return 1
             urls.append(f"http://{item}")
-        if cfg["server"]["listen_tls"]:
-            from bridge.tls import context_from_config
+        if cfg.server.listen_tls:
+            from bridge.host.tls import context_from_config
 
-            context = context_from_config(cfg)
-            for item in cfg["server"]["listen_tls"]:
+            context = context_from_config(cfg.server)
+            for item in cfg.server.listen_tls:
                 host, port = config.parse_hostport(item, "server.listen_tls")
                 site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=context)
                 try:
@@ -213,7 +214,7 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
                     return 1
                 urls.append(f"https://{item}")
         log.info(
-            "pvs-bridge %s serving %s for PVS %s", __version__, ", ".join(urls), cfg.upstream_url
+            "pvs-bridge %s serving %s for PVS %s", __version__, ", ".join(urls), cfg.upstream.url
         )
         if ready is not None:
             ready(urls)
@@ -268,7 +269,7 @@ async def simulate(args: argparse.Namespace) -> int:
     if getattr(args, "tls", False):
         import tempfile
 
-        from bridge.tls import self_signed, server_context
+        from bridge.host.tls import self_signed, server_context
 
         with tempfile.TemporaryDirectory(prefix="pvs-sim-") as scratch:
             context = server_context(*self_signed(Path(scratch), "pvs"))
@@ -347,7 +348,7 @@ async def demo(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """`pvs-bridge check`."""
-    from bridge.check import run
+    from bridge.host.check import run
 
     path = args.config
     if path is None and config.DEFAULT_CONFIG_PATH.exists():

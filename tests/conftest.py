@@ -13,10 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bridge import config
-from bridge.app import CACHE, create_app
+from bridge.app import create_app
 from bridge.clock import Clock
 from bridge.simulator import server as sim_server
 from bridge.simulator.server import Simulator, SimulatorOptions
+from bridge.web.keys import CACHE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -71,7 +72,7 @@ def bridge_config(upstream_url: str, /, **sections: dict[str, Any]) -> config.Co
     """A test config: rate limit off, no warm-up, no log summaries, unless a test says so."""
     overrides: dict[str, dict[str, Any]] = {
         "server": {"listen": ["127.0.0.1:8080"], "summary_interval": 0.0},  # not bound
-        "upstream": {"url": upstream_url},
+        "upstream": {"url": upstream_url, "min_interval": 0.0},
         "cache": {"warm_start": False},
         "rate_limit": {"enabled": False},
     }
@@ -102,7 +103,7 @@ async def wait_idle(client: TestClient[web.Request, web.Application], limit: flo
     cache = client.app[CACHE]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while cache._in_flight and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of state
+    while cache.fetching and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of state
         await asyncio.sleep(0.005)
     await asyncio.sleep(0)
 

@@ -18,11 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge import config
-from bridge.app import UPSTREAM, create_app
+from bridge.app import create_app
 from bridge.clock import Clock, FakeClock, settle
-from bridge.hardening import make_runner
 from bridge.simulator import server as sim_server
 from bridge.simulator.server import Simulator, SimulatorOptions
+from bridge.web.runner import make_runner
 from tests.conftest import bridge_config as base_config
 from tests.conftest import wait_idle
 
@@ -102,8 +102,9 @@ async def bridge(
     upstream_url: str, /, *, clock: Clock | None = None, **sections: dict[str, Any]
 ) -> AsyncIterator[Client]:
     """A bridge on loopback in front of `upstream_url`; jitter fixed so delays are exact."""
-    app = create_app(bridge_config(upstream_url, **sections), clock=clock or FakeClock())
-    app[UPSTREAM].breaker.jitter = lambda: 1.0
+    app = create_app(
+        bridge_config(upstream_url, **sections), clock=clock or FakeClock(), jitter=lambda: 1.0
+    )
     client: Client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
@@ -151,7 +152,7 @@ async def served_bridge(
     """The production runner (hardened parser, JSON parser errors) on a free port."""
     cfg = bridge_config(upstream_url, **sections)
     app = create_app(cfg, clock=clock or FakeClock())
-    runner = make_runner(app, cfg)
+    runner = make_runner(app, cfg.server)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

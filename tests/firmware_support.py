@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient
 from bridge import config
 from bridge.app import create_app
 from bridge.clock import Clock
+from bridge.host.tls import self_signed, server_context
 from bridge.simulator import server
 from bridge.simulator.server import Simulator, SimulatorOptions
-from bridge.tls import self_signed, server_context
 
 
 @asynccontextmanager
@@ -47,7 +47,12 @@ def bridge_config(upstream_url: str, state_dir: Path, **sections: dict[str, Any]
             "state_dir": str(state_dir),
             "summary_interval": 0,
         },
-        "upstream": {"url": upstream_url, "backoff_initial": 0.01, "backoff_max": 0.05},
+        "upstream": {
+            "url": upstream_url,
+            "backoff_initial": 0.01,
+            "backoff_max": 0.05,
+            "min_interval": 0.0,
+        },
         "cache": {"warm_start": False},
         "rate_limit": {"enabled": False},
     }

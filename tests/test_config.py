@@ -80,18 +80,15 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
         environ={"PVS_BRIDGE_CACHE_REFRESH": "20", "PVS_BRIDGE_CACHE_MAX_STALE": "300"},
         overrides=flag_overrides(args),
     )
-    assert loaded["cache"]["refresh"] == 45.0  # flag beats environment beats file
-    assert loaded["cache"]["max_stale"] == 300.0  # environment beats file
-    assert (loaded["rate_limit"]["rate"], loaded["rate_limit"]["burst"]) == (2.0, 8)
-    assert loaded.upstream_url == "http://127.0.0.1:81"
+    assert loaded.cache.refresh == 45.0  # flag beats environment beats file
+    assert loaded.cache.max_stale == 300.0  # environment beats file
+    assert (loaded.rate_limit.rate, loaded.rate_limit.burst) == (2.0, 8)
+    assert loaded.upstream.url == "http://127.0.0.1:81"
 
 
 def test_rate_limit_off_flag() -> None:
     args = build_parser().parse_args(["serve", "--rate-limit", "off"])
-    assert (
-        config.load(None, environ={}, overrides=flag_overrides(args))["rate_limit"]["enabled"]
-        is False
-    )
+    assert config.load(None, environ={}, overrides=flag_overrides(args)).rate_limit.enabled is False
 
 
 def test_environment_lists_and_tables() -> None:
@@ -103,22 +100,23 @@ def test_environment_lists_and_tables() -> None:
             "PVS_BRIDGE_WRITES_ENABLED": "no",
         },
     )
-    assert loaded["server"]["listen"] == ["127.0.0.1:80", "127.0.0.1:8080"]
-    assert loaded["cache"]["ttl"] == {"Get_Comm": 45.0, "Start": 3600.0}
-    assert loaded["writes"]["enabled"] is False
+    assert loaded.server.listen == ("127.0.0.1:80", "127.0.0.1:8080")
+    assert loaded.cache.ttl == {"Get_Comm": 45.0, "Start": 3600.0}
+    assert loaded.writes.enabled is False
 
 
 def test_example_config_documents_every_key_with_its_default() -> None:
     import tomllib
 
     document = tomllib.loads(EXAMPLE.read_text())
-    assert set(document) == set(config.SCHEMA)
-    for section, keys in config.SCHEMA.items():
+    assert set(document) == set(config.schema())
+    for section, keys in config.schema().items():
         assert set(document[section]) == set(keys), section
         for name, key in keys.items():
-            assert document[section][name] == key.default, f"{section}.{name}"
+            default = list(key.default) if key.kind is list else key.default
+            assert document[section][name] == default, f"{section}.{name}"
     loaded = config.load(EXAMPLE, environ={})
-    assert loaded.values == config.defaults()
+    assert loaded == config.Config()
 
 
 def test_unknown_key_in_file_is_refused(tmp_path: Path) -> None:
@@ -126,3 +124,33 @@ def test_unknown_key_in_file_is_refused(tmp_path: Path) -> None:
     path.write_text("[cache]\nrefrsh = 10\n")
     with pytest.raises(ConfigError, match=r"cache\.refrsh"):
         config.load(path, environ={})
+
+
+def test_every_problem_is_listed_at_once_each_with_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[cache]\nrefresh = -1\nmax_stale = 'old'\n[upstream]\ntimeout = 0\n")
+    result = serve("--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[2].strip() for line in lines] == [
+        "cache.refresh",
+        "cache.max_stale",
+        "upstream.timeout",
+    ]
+    assert all(line.startswith("pvs-bridge: config error:") for line in lines)
+
+
+def test_unknown_environment_variable_stops_start_up_with_a_suggestion() -> None:
+    result = serve(env={"PVS_BRIDGE_CACHE_REFRSH": "10"})
+    assert result.returncode == 2
+    assert "PVS_BRIDGE_CACHE_REFRSH" in result.stderr
+    assert "did you mean PVS_BRIDGE_CACHE_REFRESH?" in result.stderr
+
+
+def test_sections_are_typed_and_frozen() -> None:
+    import dataclasses
+
+    loaded = config.load(None, environ={})
+    assert isinstance(loaded.cache, config.CacheConfig)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.cache.refresh = 1.0  # type: ignore[misc]

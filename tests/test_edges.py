@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bridge.clock import FakeClock
-from bridge.ratelimit import RateLimiter
+from bridge.config import RateLimitConfig
+from bridge.web.ratelimit import RateLimiter
 from tests.conftest import DEVICE_LIST, BridgeFactory, RunningSimulator
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port on loopback: nothing listens there
@@ -42,29 +45,69 @@ async def test_cors_origins_can_be_restricted(
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+GET_COMM = "/cgi-bin/dl_cgi?Command=Get_Comm"
+# Get_Comm kept for no time: every request must reach the PVS, so each one is rate-limited.
+UNCACHED = {"ttl_status": 0.0, "max_stale": 0.0}
+
+
 async def test_rate_limit_answers_429_json_with_retry_after_then_recovers(
     simulator: RunningSimulator, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
-    bridge = await start_bridge(
-        simulator.url, clock=clock, rate_limit={"enabled": True, "rate": 1.0, "burst": 3}
-    )
-    statuses = [(await bridge.get(DEVICE_LIST)).status for _ in range(3)]
+    limits = {"enabled": True, "rate": 1.0, "burst": 3, "max_wait": 0.0}
+    bridge = await start_bridge(simulator.url, clock=clock, rate_limit=limits, cache=UNCACHED)
+    statuses = []
+    for _ in range(3):
+        statuses.append((await bridge.get(GET_COMM)).status)
+        await clock.advance(0.001)  # past max_stale 0: the next one must ask the PVS
     assert statuses == [200, 200, 200]
-    limited = await bridge.get(DEVICE_LIST)
+    limited = await bridge.get(GET_COMM)
     assert limited.status == 429
     assert limited.headers["Retry-After"] == "1"
     body = await limited.json()
     assert body["error"] == "rate_limited"
     await clock.advance(1.0)
+    assert (await bridge.get(GET_COMM)).status == 200
+    assert await simulator.count("Get_Comm") == 4  # the refused one never reached the PVS
+
+
+async def test_a_client_over_its_rate_waits_its_turn_before_any_429(
+    simulator: RunningSimulator, start_bridge: BridgeFactory
+) -> None:
+    clock = FakeClock()
+    limits = {"enabled": True, "rate": 1.0, "burst": 1, "max_wait": 5.0}
+    bridge = await start_bridge(simulator.url, clock=clock, rate_limit=limits, cache=UNCACHED)
+    assert (await bridge.get(GET_COMM)).status == 200
+    await clock.advance(0.001)
+    waiting = asyncio.create_task(bridge.get(GET_COMM))  # needs a token: 1 s away
+    await clock.advance(0.5)
+    assert not waiting.done()
+    assert await simulator.count("Get_Comm") == 1
+    await clock.advance(0.6)
+    assert (await asyncio.wait_for(waiting, 10)).status == 200
+    assert await simulator.count("Get_Comm") == 2
+
+
+async def test_answers_from_memory_are_never_refused_for_rate(
+    simulator: RunningSimulator, start_bridge: BridgeFactory
+) -> None:
+    # A Home Assistant restart: 60 requests in one second from one address, all for
+    # commands the cache holds. The default limit must let every one through.
+    bridge = await start_bridge(simulator.url, rate_limit={"enabled": True})
     assert (await bridge.get(DEVICE_LIST)).status == 200
-    assert await simulator.count("DeviceList") == 1
+    assert (await bridge.get(GET_COMM)).status == 200
+    answers = await asyncio.gather(
+        *(bridge.get(DEVICE_LIST if index % 2 else GET_COMM) for index in range(60))
+    )
+    assert [answer.status for answer in answers] == [200] * 60
+    assert {answer.headers["X-Cache"] for answer in answers} == {"HIT"}
 
 
 async def test_rate_limiter_memory_is_bounded() -> None:
-    limiter = RateLimiter(FakeClock(), rate=1.0, burst=1, max_clients=100)
+    limits = RateLimitConfig(rate=1.0, burst=1, max_clients=100)
+    limiter = RateLimiter(FakeClock(), limits)
     for index in range(1000):
-        limiter.retry_after(f"10.0.{index // 256}.{index % 256}")
+        limiter.reserve(f"10.0.{index // 256}.{index % 256}")
     assert limiter.tracked == 100
 
 
@@ -120,7 +163,7 @@ async def test_metrics_are_prometheus_text(
 
 
 def test_log_summary_is_one_line_of_what_changed_since_the_last() -> None:
-    from bridge.metrics import Metrics
+    from bridge.web.metrics import Metrics
 
     metrics = Metrics()
     assert metrics.summary_since_last() is None  # nothing happened: no line at all

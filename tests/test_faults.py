@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bridge.answer import Answer
 from bridge.clock import FakeClock
-from bridge.upstream import Upstream
+from bridge.pvs.answer import Answer
+from bridge.pvs.client import answer_problem
 from tests.faultkit import DEVICE_LIST, advance, bridge, health, idle, simulator
 
 # (mode, extra control parameters, how the failed refresh shows up in /health)
@@ -158,5 +158,5 @@ def test_an_answer_nested_past_the_stack_is_a_bad_answer_not_a_crash() -> None:
     # json.loads raises RecursionError (not ValueError) on deep nesting: it must count as
     # a body that is not JSON (a PVS fault), never escape as a 500 or end refresh-ahead.
     body = b"[" * 200_000 + b"]" * 200_000
-    problem = Upstream._problem(Answer(200, body, "application/json"), expect_json=True)
+    problem = answer_problem(Answer(200, body, "application/json"), expect_json=True)
     assert problem == f"a body that is not valid JSON ({len(body)} bytes)"

@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 
 from bridge.app import create_app
 from bridge.clock import FakeClock
-from bridge.firmware import LEGACY, NEW, Supervisor, firmware_of, parse_supervisor
+from bridge.host.tls import fingerprint, self_signed
+from bridge.pvs.detect import LEGACY, NEW, Supervisor, firmware_of, parse_supervisor
 from bridge.simulator import legacy
 from bridge.simulator.firmware2025 import INVERTER_FIELDS, METER_FIELDS
-from bridge.tls import fingerprint, self_signed
 from tests.firmware_support import (
     bridge_config,
     bridge_for,

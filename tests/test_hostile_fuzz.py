@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.policy import READ_COMMANDS, READ_PATHS
+from bridge.pvs.requests import READ_COMMANDS, READ_PATHS
 from tests.faultkit import Sim, parse_raw, served_bridge, simulator
 
 ALLOWED_UPSTREAM = set(READ_COMMANDS) | set(READ_PATHS)
@@ -116,9 +116,9 @@ HEADERS = st.lists(
 
 
 # CI runs a fixed set of examples, so a submission cannot turn red on an edge found
-# by chance; developers explore anew on each run (more with PVS_BRIDGE_FUZZ_EXAMPLES).
+# by chance; developers explore anew on each run (more with PVS_FUZZ_EXAMPLES).
 @settings(
-    max_examples=int(os.environ.get("PVS_BRIDGE_FUZZ_EXAMPLES", "200")),
+    max_examples=int(os.environ.get("PVS_FUZZ_EXAMPLES", "200")),
     derandomize=bool(os.environ.get("CI")),
     database=None,
     deadline=None,

@@ -69,12 +69,12 @@ def test_auto_finds_the_pvs_from_the_pvs_side_interface(
     add_interface(namespace, "pvs0", cidr)
     found = inside(
         namespace,
-        "import json; from bridge import interfaces; print(json.dumps(interfaces.find_pvs()))",
+        "import json; from bridge.host import interfaces; print(json.dumps(interfaces.find_pvs()))",
     )
     assert found == ["pvs0", pvs]
     view = inside(
         namespace,
-        "import json; from bridge import interfaces; print(json.dumps(interfaces.describe()))",
+        "import json; from bridge.host import interfaces; print(json.dumps(interfaces.describe()))",
     )
     assert isinstance(view, dict)
     assert view["pvs_side"]["name"] == "pvs0"
@@ -89,9 +89,8 @@ def test_auto_finds_the_pvs_from_the_pvs_side_interface(
 def test_auto_without_a_pvs_side_interface_falls_back_to_the_default(namespace: str) -> None:
     add_interface(namespace, "lan0", "192.168.50.7/24")
     code = (
-        "import json; from bridge import config, app;"
-        "cfg = config.load(None, environ={}, overrides={'upstream': {'url': 'auto'}});"
-        "print(json.dumps([app.resolve_upstream_url(cfg)]))"
+        "import json; from bridge.host import interfaces;"
+        "print(json.dumps([interfaces.resolve_upstream_url('auto')]))"
     )
     assert inside(namespace, code) == ["http://172.27.153.1"]
 
@@ -101,6 +100,7 @@ def test_named_interface_hint_wins(namespace: str) -> None:
     add_interface(namespace, "eth1", "172.27.153.9/24")
     add_interface(namespace, "usb0", "172.27.153.10/24")
     code = (
-        "import json; from bridge import interfaces; print(json.dumps(interfaces.find_pvs('usb0')))"
+        "import json; from bridge.host import interfaces;"
+        "print(json.dumps(interfaces.find_pvs('usb0')))"
     )
     assert inside(namespace, code) == ["usb0", "172.27.153.1"]

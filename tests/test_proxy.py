@@ -195,14 +195,16 @@ async def test_write_commands_need_the_token_and_are_never_cached(
     assert await simulator.count("GridProfileRefresh") == 2
 
 
-async def test_pvs_error_answer_passes_through_unchanged_when_nothing_is_cached(
+async def test_device_details_of_an_unknown_serial_never_reaches_the_pvs(
     simulator: RunningSimulator, start_bridge: BridgeFactory
 ) -> None:
     bridge = await start_bridge(simulator.url)
     response = await bridge.get("/cgi-bin/dl_cgi?Command=DeviceDetails&SerialNumber=NOPE")
-    assert response.status == 200  # the PVS answers "not found" as a 200 error document
-    assert json.loads(await response.read())["result"] == "error"
+    assert response.status == 404
+    assert (await response.json())["error"] == "unknown_device"
     await wait_idle(bridge)
+    # One device read to learn the serials; no DeviceDetails for a serial it lacks.
+    assert (await simulator.stats())["requests"] == {"DeviceList": 1}
 
 
 async def test_an_endpoint_the_pvs_lacks_is_asked_once_per_interval(

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.answer import Answer
+from bridge.cache.warmstore import FILE_NAME, WarmStore
 from bridge.clock import FakeClock
-from bridge.warmstore import FILE_NAME, WarmStore
+from bridge.pvs.answer import Answer
 from tests.conftest import wait_idle
 from tests.faultkit import DEVICE_LIST, raw_request, served_bridge, simulator
 

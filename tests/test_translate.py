@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge import translate
+from bridge.pvs import translate
 
 FIXTURES = Path(__file__).parent / "fixtures"  # copies of the shared fixtures
 
