@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench
 	$(BIN)/ruff format --check bridge tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	cd ansible && ../$(BIN)/ansible-lint --offline
 	cd ansible && ../$(BIN)/ansible-playbook --syntax-check -i inventory.example.ini site.yml
 	$(BIN)/python deploy/lab/check-unit-drift.py

@@ -57,30 +57,34 @@ def supervisor_device(site: Site, swver: str, now: float) -> dict[str, Any]:
     }
 
 
+def _meter_head(serial: str, kind: str, scale: str, curtime: str, measured: str) -> dict[str, Any]:
+    """What every meter entry starts with (upper-case properties, in the PVS's order)."""
+    return {
+        "CAL0": scale,
+        "CURTIME": curtime,
+        "DATATIME": measured,
+        "DESCR": f"Power Meter {serial}",
+        "DEVICE_TYPE": "Power Meter",
+        "ISDETAIL": True,
+        "MODEL": f"{serial[:4]}M0400{kind}",
+        "OPERATION": "noop",
+        "PORT": "",
+        "SERIAL": serial,
+        "STATE": "working",
+        "STATEDESCR": "Working",
+        "SWVER": "3000",
+        "TYPE": f"PVS5-METER-{kind.upper()}",
+    }
+
+
 def meter_devices(site: Site, now: float, curtime: str) -> list[dict[str, Any]]:
     """The production ("p") and consumption ("c") meters."""
     measured = pvs_time(site.measured_at(now, METER_PERIOD))
     production = site.production_kw(now)
     net = site.load_kw(now) - production
     imported, exported = site.grid_counters(now)
-    common = {
-        "CURTIME": curtime,
-        "DATATIME": measured,
-        "DEVICE_TYPE": "Power Meter",
-        "ISDETAIL": True,
-    }
     producer = {
-        "CAL0": "50",
-        **common,
-        "DESCR": f"Power Meter {site.production_meter_serial}",
-        "MODEL": f"{site.model}M0400p",
-        "OPERATION": "noop",
-        "PORT": "",
-        "SERIAL": site.production_meter_serial,
-        "STATE": "working",
-        "STATEDESCR": "Working",
-        "SWVER": "3000",
-        "TYPE": "PVS5-METER-P",
+        **_meter_head(site.production_meter_serial, "p", "50", curtime, measured),
         "ct_scl_fctr": "50",
         "freq_hz": _fmt(60.0 + 0.01 * ((now // 15) % 9 - 4)),
         "net_ltea_3phsum_kwh": _fmt(site.produced_kwh(now), 2),
@@ -91,17 +95,7 @@ def meter_devices(site: Site, now: float, curtime: str) -> list[dict[str, Any]]:
         "tot_pf_rto": _fmt(0.99 if production else 0.0),
     }
     consumer = {
-        "CAL0": "100",
-        **common,
-        "DESCR": f"Power Meter {site.consumption_meter_serial}",
-        "MODEL": f"{site.model}M0400c",
-        "OPERATION": "noop",
-        "PORT": "",
-        "SERIAL": site.consumption_meter_serial,
-        "STATE": "working",
-        "STATEDESCR": "Working",
-        "SWVER": "3000",
-        "TYPE": "PVS5-METER-C",
+        **_meter_head(site.consumption_meter_serial, "c", "100", curtime, measured),
         "ct_scl_fctr": "100",
         "freq_hz": producer["freq_hz"],
         "i1_a": _fmt(abs(net) * 1000 / 240 / 2, 2),
@@ -179,52 +173,56 @@ def supervisor_info(site: Site, swver: str, build: int | None) -> dict[str, Any]
     return {"result": "succeed", "supervisor": info}
 
 
+# What Get_Comm lists: wired WAN up, the rest down, as on a typical installation.
+INTERFACES: list[dict[str, Any]] = [
+    {
+        "interface": "wan",
+        "internet": "up",
+        "ipaddr": "192.168.20.10",
+        "link": "connected",
+        "mode": "wan",
+        "sms": "reachable",
+        "state": "up",
+    },
+    {
+        "interface": "plc",
+        "internet": "down",
+        "ipaddr": "",
+        "link": "disconnected",
+        "pairing": "unpaired",
+        "sms": "unreachable",
+        "speed": 0,
+        "state": "down",
+    },
+    {
+        "interface": "sta0",
+        "internet": "down",
+        "ipaddr": "192.168.21.10",
+        "signal": "-74",
+        "sms": "unreachable",
+        "ssid": "Home Network",
+        "status": "connected",
+    },
+    {
+        "interface": "cell",
+        "internet": "down",
+        "ipaddr": "",
+        "is_primary": False,
+        "link": "disconnected",
+        "modem": "MODEM_OK",
+        "provider": "UNKNOWN",
+        "signal": 0,
+        "sim": "SIM_READY",
+        "sms": "unreachable",
+        "state": "DOWN",
+        "status": "NOT_REGISTERED",
+    },
+]
+
+
 def get_comm(site: Site) -> dict[str, Any]:
     """Command=Get_Comm: the PVS's network interfaces."""
-    interfaces = [
-        {
-            "interface": "wan",
-            "internet": "up",
-            "ipaddr": "192.168.20.10",
-            "link": "connected",
-            "mode": "wan",
-            "sms": "reachable",
-            "state": "up",
-        },
-        {
-            "interface": "plc",
-            "internet": "down",
-            "ipaddr": "",
-            "link": "disconnected",
-            "pairing": "unpaired",
-            "sms": "unreachable",
-            "speed": 0,
-            "state": "down",
-        },
-        {
-            "interface": "sta0",
-            "internet": "down",
-            "ipaddr": "192.168.21.10",
-            "signal": "-74",
-            "sms": "unreachable",
-            "ssid": "Home Network",
-            "status": "connected",
-        },
-        {
-            "interface": "cell",
-            "internet": "down",
-            "ipaddr": "",
-            "is_primary": False,
-            "link": "disconnected",
-            "modem": "MODEM_OK",
-            "provider": "UNKNOWN",
-            "signal": 0,
-            "sim": "SIM_READY",
-            "sms": "unreachable",
-            "state": "DOWN",
-            "status": "NOT_REGISTERED",
-        },
-    ]
+    interfaces = [dict(item) for item in INTERFACES]
     return {
         "networkstatus": {
             "interfaces": interfaces,

@@ -1,0 +1,77 @@
+"""`serve`'s flags, and the config they override (file, then environment, then flags)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bridge import config
+from bridge.config import Config, ConfigError
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"TOML config file (default {config.DEFAULT_CONFIG_PATH} if present)",
+    )
+    parser.add_argument(
+        "--listen", action="append", metavar="HOST:PORT", help="address to listen on (repeatable)"
+    )
+    parser.add_argument(
+        "--listen-tls", action="append", metavar="HOST:PORT", help="listen with TLS (repeatable)"
+    )
+    parser.add_argument("--upstream", metavar="URL", help='PVS base URL, or "auto"')
+    parser.add_argument(
+        "--refresh", type=float, metavar="SECONDS", help="DeviceList refresh interval"
+    )
+    parser.add_argument(
+        "--rate-limit", metavar="off|RATE/BURST", help="per-client rate limit, e.g. 5/30, or off"
+    )
+    parser.add_argument(
+        "--max-stale", type=float, metavar="SECONDS", help="never serve data older than this"
+    )
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Turn serve flags into config overrides (section -> key -> value)."""
+    overrides: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        overrides.setdefault(section, {})[key] = value
+
+    if args.listen:
+        put("server", "listen", list(args.listen))
+    if getattr(args, "listen_tls", None):
+        put("server", "listen_tls", list(args.listen_tls))
+    if args.upstream:
+        put("upstream", "url", args.upstream)
+    if args.refresh is not None:
+        put("cache", "refresh", args.refresh)
+    if args.max_stale is not None:
+        put("cache", "max_stale", args.max_stale)
+    if args.rate_limit:
+        if args.rate_limit == "off":
+            put("rate_limit", "enabled", False)
+        else:
+            rate, sep, burst = args.rate_limit.partition("/")
+            try:
+                put("rate_limit", "rate", float(rate))
+                if sep:
+                    put("rate_limit", "burst", int(burst))
+            except ValueError:
+                raise ConfigError(
+                    f"--rate-limit: expected off or RATE/BURST, got {args.rate_limit!r}"
+                ) from None
+            put("rate_limit", "enabled", True)
+    return overrides
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config for serve: file (explicit, or the default path if it exists), env, flags."""
+    path = args.config
+    if path is None and config.DEFAULT_CONFIG_PATH.exists():
+        path = config.DEFAULT_CONFIG_PATH
+    return config.load(path, overrides=flag_overrides(args))

@@ -1,0 +1,167 @@
+"""`pvs-bridge simulate` and `pvs-bridge demo`: a simulated PVS, alone or behind a bridge."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from bridge import config
+from bridge.cli.running import run_async, serve, setup_logging, wait_for_signal
+from bridge.config import ConfigError
+from bridge.host.tls import self_signed, server_context
+from bridge.simulator import server
+from bridge.simulator.faults import FaultError, FaultSettings
+from bridge.simulator.server import Simulator, SimulatorOptions
+
+log = logging.getLogger("bridge")
+
+
+def add_simulator_flags(parser: argparse.ArgumentParser, *, listen: str, latency: float) -> None:
+    """What the simulated PVS looks like (shared by simulate and demo)."""
+    parser.add_argument("--listen", default=listen, metavar="HOST:PORT")
+    parser.add_argument("--inverters", type=int, default=12)
+    parser.add_argument("--firmware", choices=("legacy", "2025"), default="legacy")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=latency,
+        metavar="S",
+        help="seconds a DeviceList takes (other commands a tenth)",
+    )
+    parser.add_argument(
+        "--listen-ws",
+        metavar="HOST:PORT",
+        help="serve the PVS's WebSocket live feed here (a real PVS6 uses port 9002)",
+    )
+    parser.add_argument(
+        "--ws-time", choices=("s", "ms"), default="s", help="the feed's `time` unit"
+    )
+    parser.add_argument(
+        "--ws-drop", type=float, default=600.0, metavar="S",
+        help="close each feed connection after this many seconds, as the PVS does",
+    )  # fmt: skip
+
+
+def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
+    """SimulatorOptions from the simulate/demo flags."""
+    if args.inverters < 0 or args.inverters > 10000:
+        raise ConfigError(f"--inverters: {args.inverters} is not between 0 and 10000")
+    if args.latency < 0:
+        raise ConfigError(f"--latency: {args.latency} must not be negative")
+    return SimulatorOptions(
+        inverters=args.inverters,
+        latency=args.latency,
+        firmware=args.firmware,
+        session_ttl=getattr(args, "session_ttl", 300.0),
+        ws_time=args.ws_time,
+        ws_drop=args.ws_drop,
+    )
+
+
+def build_simulator(args: argparse.Namespace) -> Simulator:
+    """The simulator the flags describe (bad option values are config errors)."""
+    try:
+        return server.build(simulator_options(args))
+    except ValueError as error:
+        raise ConfigError(f"simulator: {error}") from None
+
+
+def feed_address(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """(host, port) of `--listen-ws`, or no feed."""
+    if not args.listen_ws:
+        return None, None
+    return config.parse_hostport(args.listen_ws, "--listen-ws")
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """`pvs-bridge simulate`."""
+    setup_logging("info")
+    return run_async(simulate(args))
+
+
+async def simulate(args: argparse.Namespace) -> int:
+    """Serve a simulated PVS until a signal."""
+    host, port = config.parse_hostport(args.listen, "--listen")
+    simulator = build_simulator(args)
+    context = None
+    if args.tls:
+        with tempfile.TemporaryDirectory(prefix="pvs-sim-") as scratch:
+            context = server_context(*self_signed(Path(scratch), "pvs"))
+    ws_host, ws_port = feed_address(args)
+    runner, url = await server.start(simulator, host, port, context, ws_host, ws_port)
+    try:
+        await simulator.faults.apply(FaultSettings.parse({"mode": args.faults}))
+    except FaultError as error:
+        await runner.cleanup()
+        raise ConfigError(f"--faults: {error}") from None
+    log.info("fault mode %s; control also at %s/_sim/faults", args.faults, simulator.control_url)
+    log.info(
+        "simulated PVS (%s firmware, %d inverters) at %s; stats at %s/_sim/stats%s",
+        args.firmware,
+        args.inverters,
+        url,
+        url,
+        f"; live feed at {simulator.feed_url}" if simulator.feed_url else "",
+    )
+    try:
+        await wait_for_signal()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """`pvs-bridge demo`."""
+    setup_logging("info")
+    return run_async(demo(args, os.path.abspath(".demo-state")))
+
+
+async def demo(args: argparse.Namespace, state_dir: str) -> int:
+    """A simulator on a free loopback port and a bridge in front of it."""
+    simulator = build_simulator(args)
+    ws_host, ws_port = feed_address(args)
+    sim_runner, sim_url = await server.start(simulator, "127.0.0.1", 0, None, ws_host, ws_port)
+    cfg = config.load(
+        None,
+        environ={},
+        overrides={
+            "server": {"listen": [args.listen], "state_dir": state_dir},
+            "upstream": {"url": sim_url},
+            "cache": {"refresh": 15.0},
+        },
+    )
+
+    def show(urls: list[str]) -> None:
+        print(demo_banner(urls[0], sim_url, simulator, args.firmware), flush=True)
+
+    try:
+        return await serve(cfg, ready=show)
+    finally:
+        await sim_runner.cleanup()
+
+
+def demo_banner(base: str, sim_url: str, simulator: Simulator, firmware: str) -> str:
+    """What the demo tells a person to open."""
+    lines = [
+        "",
+        "pvs-bridge demo is running (Ctrl-C to stop)",
+        f"  simulated PVS:  {sim_url}  (stats: {sim_url}/_sim/stats)",
+        f"  PVS controls:   {simulator.control_url}/_sim/faults  (stays up while the PVS is down)",
+        f"  bridge:         {base}/",
+        f"  DeviceList:     {base}/cgi-bin/dl_cgi?Command=DeviceList",
+        f"  supervisor:     {base}/cgi-bin/dl_cgi/supervisor/info",
+        f"  health:         {base}/health",
+        f"  metrics:        {base}/metrics",
+        f"  refused write:  {base}/cgi-bin/dl_cgi?Command=GridProfileRefresh",
+    ]
+    if simulator.feed_url:
+        lines.append(f"  PVS live feed:  {simulator.feed_url}")
+    if firmware == "2025":
+        lines.append(
+            f"  2025 API:       {base}/vars?match=livedata  (after GET {base}/auth?login "
+            f"with Basic ssm_owner:{simulator.options.serial[-5:]})"
+        )
+    return "\n".join(lines) + "\n"
