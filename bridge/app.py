@@ -44,6 +44,8 @@ from bridge.web.vars_api import VarsService
 
 log = logging.getLogger(__name__)
 
+LOGOUT_GRACE = 5.0  # seconds a stopping bridge gives its PVS logout
+
 
 def create_app(
     config: Config, *, clock: Clock | None = None, jitter: Callable[[], float] = random.random
@@ -187,7 +189,11 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[keys.CACHE].close()
     await app[keys.VARS_CACHE].close()
-    await app[keys.BACKEND].close()  # log out of the PVS: it is reported to leak sessions
+    # Log out of the PVS (it is reported to leak sessions), but never hold up a stop for
+    # it: the logout waits its paced turn like any request, and the PVS may be hanging.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LOGOUT_GRACE):
+            await app[keys.BACKEND].close()
     await app[keys.UPSTREAM].close()
 
 

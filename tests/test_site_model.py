@@ -5,11 +5,9 @@ Pure tests: no server, no event loop. The fixtures are copies of the shared ones
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,19 +35,6 @@ from bridge.site import (
     render_vars,
     timefmt,
 )
-
-
-def _translator() -> ModuleType:
-    # The 2025 translator is moving into bridge.pvs; the test follows it wherever it is.
-    for name in ("bridge.pvs.translate", "bridge.translate"):
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-    raise ModuleNotFoundError("bridge's translate module")
-
-
-translate = _translator()
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LEGACY_TEXT = (FIXTURES / "legacy" / "DeviceList.json").read_text()
@@ -128,18 +113,26 @@ def test_legacy_supervisor_as_varserver_info() -> None:
 # --- compatibility with the translator -----------------------------------------------
 
 
-def test_varserver_fixture_renders_as_the_translator_did() -> None:
-    ours = render_device_list(parse_vars(VARS, CURTIME_WALL))
-    theirs = translate.device_list(VARS, CURTIME_WALL)
-    assert ours == theirs
-    assert cjson.dumps(ours) == cjson.dumps(theirs)
+# What the translator printed before the site model replaced it, kept as the reference.
+TRANSLATED: list[dict[str, Any]] = json.loads(
+    (FIXTURES / "varserver" / "translated.json").read_text()
+)["cases"]
 
 
-@pytest.mark.parametrize("wall_start", SIM_WALLS)
-def test_simulator_variables_render_as_the_translator_did(wall_start: float) -> None:
-    values = firmware2025.variables(sim_site(wall_start), SWVER, BUILD)
-    ours = render_device_list(parse_vars(values, wall_start))
-    assert cjson.dumps(ours) == cjson.dumps(translate.device_list(values, wall_start))
+@pytest.mark.parametrize("case", TRANSLATED, ids=[case["name"] for case in TRANSLATED])
+def test_varserver_data_renders_byte_for_byte_as_the_translator_did(case: dict[str, Any]) -> None:
+    ours = render_device_list(parse_vars(case["values"], case["wall"]))
+    assert cjson.dumps(ours) == case["device_list"]
+
+
+def test_the_reference_cases_cover_the_simulator_at_each_moment() -> None:
+    # The simulator's variables still have the shape the reference cases were made from.
+    for wall_start in SIM_WALLS:
+        values = firmware2025.variables(sim_site(wall_start), SWVER, BUILD)
+        (case,) = [case for case in TRANSLATED if case["wall"] == wall_start]
+        assert {name for name in values if "/devices/" in name} == {
+            name for name in case["values"] if "/devices/" in name
+        }
 
 
 def test_device_details_is_one_entry_of_the_list() -> None:
@@ -178,7 +171,8 @@ def test_varserver_battery_and_switch_are_kept_but_not_invented_in_the_legacy_li
     (switch,) = snapshot.others
     assert switch.readings["t_degc"] == Reading(31.5, "31.5", "degC")
     assert site_vars(render_vars(snapshot)) == site_vars(values)
-    assert render_device_list(snapshot) == translate.device_list(values, CURTIME_WALL)
+    # Not invented: the legacy list is the one without the battery and the switch.
+    assert render_device_list(snapshot) == render_device_list(parse_vars(VARS, CURTIME_WALL))
     assert snapshot.totals.ess_p == -1.2
     assert snapshot.totals.ess_en == pytest.approx(500.5 - 620.25)
     assert snapshot.totals.soc == pytest.approx(80.0)
@@ -419,7 +413,8 @@ def test_unknown_varserver_fields_survive() -> None:
     assert inverter.readings["p_mppt2_kw"] == Reading(0.1, "0.1", "kW")
     assert inverter.attribute("fw_ver") == "4.1.2"
     assert site_vars(render_vars(snapshot)) == values
-    assert render_device_list(snapshot) == translate.device_list(values, CURTIME_WALL)
+    printed = render_device_list(snapshot)["devices"][1]
+    assert "p_mppt2_kw" not in printed and "fw_ver" not in printed  # as the translator did
 
 
 # --- any legacy-like device survives parse -> render ---------------------------------

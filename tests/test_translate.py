@@ -1,4 +1,5 @@
-"""varserver -> legacy DeviceList, field by field, against the shared fixtures."""
+"""varserver -> legacy DeviceList (through the site model), field by field, against the
+shared fixtures; and the other legacy answers 2025 firmware gets from its new API."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from bridge.pvs import translate
+from bridge import cjson
+from bridge.pvs.translated import get_comm, start
+from bridge.site import parse_vars, render_device_list
+from bridge.site.timefmt import format_legacy, parse_iso
 
 FIXTURES = Path(__file__).parent / "fixtures"  # copies of the shared fixtures
 
@@ -17,13 +21,42 @@ LEGACY: dict[str, Any] = json.loads((FIXTURES / "legacy" / "DeviceList.json").re
 CURTIME_WALL = 1557593633.0  # 2019-05-11 16:53:53 UTC, the fixture's CURTIME
 
 
+# docs/pvs-api.md section 3: what a consumption meter adds, varserver -> legacy name.
+CONSUMPTION_METER_FIELDS = {
+    "p1Kw": "p1_kw",
+    "p2Kw": "p2_kw",
+    "i1A": "i1_a",
+    "i2A": "i2_a",
+    "v1nV": "v1n_v",
+    "v2nV": "v2n_v",
+    "v12V": "v12_v",
+    "negLtea3phsumKwh": "neg_ltea_3phsum_kwh",
+    "posLtea3phsumKwh": "pos_ltea_3phsum_kwh",
+}
+# The supervisor's data-logger counters the new API has no equivalent of.
+DL_ZERO_FIELDS = (
+    "dl_comm_err",
+    "dl_err_count",
+    "dl_flash_avail",
+    "dl_mem_used",
+    "dl_scan_time",
+    "dl_skipped_scans",
+    "dl_untransmitted",
+)
+
+
+def device_list(values: dict[str, str], wall: float) -> dict[str, Any]:
+    """The legacy DeviceList a 2025 PVS's variables become."""
+    return render_device_list(parse_vars(values, wall))
+
+
 def by_serial(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {device["SERIAL"]: device for device in document["devices"]}
 
 
 @pytest.fixture
 def translated() -> dict[str, Any]:
-    return translate.device_list(VARS, CURTIME_WALL)
+    return device_list(VARS, CURTIME_WALL)
 
 
 def test_every_device_is_there_in_legacy_order(translated: dict[str, Any]) -> None:
@@ -99,15 +132,12 @@ def test_consumption_meter_gets_its_extra_fields_production_does_not() -> None:
         "/sys/devices/meter/0/v1nV": "120.1",
         "/sys/devices/meter/1/sn": "M1c",
         "/sys/devices/meter/1/prodMdlNm": "PVS6M0400c",
-        **{
-            f"/sys/devices/meter/1/{var}": str(i)
-            for i, var in enumerate(translate.CONSUMPTION_METER_FIELDS)
-        },
+        **{f"/sys/devices/meter/1/{var}": str(i) for i, var in enumerate(CONSUMPTION_METER_FIELDS)},
     }
-    devices = by_serial(translate.device_list(values, CURTIME_WALL))
+    devices = by_serial(device_list(values, CURTIME_WALL))
     assert "v1n_v" not in devices["M1p"]
     consumption = devices["M1c"]
-    for i, (var, legacy_name) in enumerate(translate.CONSUMPTION_METER_FIELDS.items()):
+    for i, (var, legacy_name) in enumerate(CONSUMPTION_METER_FIELDS.items()):
         assert consumption[legacy_name] == str(i), var
     assert consumption["TYPE"] == "PVS5-METER-C" and devices["M1p"]["TYPE"] == "PVS5-METER-P"
 
@@ -122,7 +152,7 @@ def test_pvs_device_from_sys_info(translated: dict[str, Any]) -> None:
     assert pvs["dl_uptime"] == "12894"  # int() of "12894.51"
     assert pvs["dl_cpu_load"] == "0.27"  # "27.0" percent as a fraction
     assert pvs["STATE"] == "working"
-    for name in translate.DL_ZERO_FIELDS:
+    for name in DL_ZERO_FIELDS:
         assert pvs[name] == "0"
     assert pvs["CURTIME"] == "2019,05,11,16,53,53"
 
@@ -136,7 +166,7 @@ def test_every_device_carries_curtime_and_values_stay_strings(translated: dict[s
 
 
 def test_printed_like_the_pvs_so_line_filtering_clients_still_parse_it() -> None:
-    body = translate.dumps(translate.device_list(VARS, CURTIME_WALL)).decode()
+    body = cjson.dumps(device_list(VARS, CURTIME_WALL))
     assert body.startswith('{\n\t"devices":\t[{\n')
     kept = [line for line in body.splitlines() if line[:1] in ("{", "\t", "}")]
     assert json.loads("\n".join(kept)) == json.loads(body)
@@ -151,19 +181,20 @@ def test_printed_like_the_pvs_so_line_filtering_clients_still_parse_it() -> None
     ],
 )
 def test_msmteps_to_datatime(iso: str, pvs: str | None) -> None:
-    assert translate.pvs_time_from_iso(iso) == pvs
+    moment = parse_iso(iso)
+    assert (None if moment is None else format_legacy(moment)) == pvs
 
 
 def test_missing_msmteps_falls_back_to_curtime() -> None:
     values = {"/sys/devices/inverter/0/sn": "E1", "/sys/devices/inverter/0/p3phsumKw": "0.1"}
-    inverter = translate.device_list(values, CURTIME_WALL)["devices"][1]
+    inverter = device_list(values, CURTIME_WALL)["devices"][1]
     assert inverter["DATATIME"] == inverter["CURTIME"]
 
 
 def test_start_and_get_comm_from_their_new_firmware_equivalents() -> None:
     info = json.loads((FIXTURES / "varserver" / "supervisor-info.json").read_text())
-    start = translate.start(info)
-    assert start == {
+    started = start(info)
+    assert started == {
         "result": "succeed",
         "supervisor": {
             "FWVER": "1.0.0",
@@ -172,7 +203,7 @@ def test_start_and_get_comm_from_their_new_firmware_equivalents() -> None:
             "SWVER": "2025.09, Build 61845",
         },
     }
-    comm = translate.get_comm(
+    comm = get_comm(
         {"interfaces": [{"interface": "wan", "internet": "up", "sms": "reachable"}]}, 5.0
     )
     assert comm["result"] == "succeed"

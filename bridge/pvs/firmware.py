@@ -63,7 +63,7 @@ class FirmwareBackend:
             )
 
         async def on_2025() -> Answer:
-            return await self.translator.answer(request, self.devices.snapshot)
+            return await self.translator.answer(request, self.devices.latest)
 
         path_style = request.target.startswith(f"{DL_CGI}/")
         return await self._on_firmware(legacy, on_2025, _same, request.name, path_style)

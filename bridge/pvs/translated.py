@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bridge import cjson
@@ -23,7 +24,6 @@ from bridge.pvs.devices import DeviceRead
 from bridge.pvs.errors import BadAnswer
 from bridge.pvs.requests import DL_CGI, ProxyRequest
 from bridge.pvs.session import UpstreamSession
-from bridge.site import Snapshot
 from bridge.site.legacy import render_device_details, render_device_list
 from bridge.site.varserver import parse_vars
 
@@ -72,7 +72,7 @@ class Translator:
         )
         return DeviceRead(answer, snapshot, values)
 
-    async def answer(self, request: ProxyRequest, snapshot: Snapshot | None) -> Answer:
+    async def answer(self, request: ProxyRequest, read: DeviceRead | None) -> Answer:
         """Any allowed read but DeviceList, as a legacy client expects it."""
         name = request.name
         if request.target.startswith(f"{DL_CGI}/"):
@@ -80,7 +80,7 @@ class Translator:
                 return await self.legacy.fetch(request)
             return await self.session.fetch(request.target, self.legacy.send_for(request))
         if name == "DeviceDetails":
-            return self.device_details(request, snapshot)
+            return self.device_details(request, read)
         if name == "Start":
             info = await self._open_path("supervisor/info")
             return self._made(start(info))
@@ -91,11 +91,16 @@ class Translator:
             return self._made(get_comm(interfaces, self.clock.wall()))
         return self.not_available(request, "has no equivalent on 2025 firmware")
 
-    def device_details(self, request: ProxyRequest, snapshot: Snapshot | None) -> Answer:
-        """DeviceDetails from the snapshot (the web layer only asks for known serials)."""
+    def device_details(self, request: ProxyRequest, read: DeviceRead | None) -> Answer:
+        """DeviceDetails from the latest device read, as old as that read."""
         serial = dict(request.params).get("SerialNumber", "")
+        snapshot = read.snapshot if read is not None else None
         found = render_device_details(snapshot, serial) if snapshot is not None else None
-        return self._made(found or {"result": "error", "msg": "Device not found"})
+        answer = self._made(found or {"result": "error", "msg": "Device not found"})
+        if read is None:
+            return answer
+        source = read.answer
+        return replace(answer, fetched_at=source.fetched_at, fetched_wall=source.fetched_wall)
 
     def not_available(self, request: ProxyRequest, why: str) -> Answer:
         """A 501 for a legacy request that 2025 firmware has no equivalent of."""

@@ -1,7 +1,7 @@
 """Figure names: varserver camelCase <-> the legacy snake_case the site model uses, and units.
 
 Canonical names are the legacy DeviceList's, the richest of the two APIs. The twins come
-from the public integrations' translation (docs/pvs-api.md section 3, translate.py);
+from the public integrations' translation (docs/pvs-api.md section 3);
 varserver fields with no legacy twin get a derived snake name (`socVal` -> `soc_val`), so
 nothing is dropped. The field list follows SunStrong's published varserver catalogue.
 """

@@ -3,7 +3,8 @@
 Parsing keeps everything: lower-case keys whose value is a printed number become
 Readings, every other key stays an attribute as given, so a legacy document renders back
 unchanged (keys in the PVS's sorted order). Devices parsed from varserver variables carry
-no DEVICE_TYPE; they render exactly as the 2025 translator (translate.py) renders them.
+no DEVICE_TYPE; they render exactly as the 2025 translator did (the reference cases in
+tests/fixtures/varserver/translated.json).
 """
 
 from __future__ import annotations

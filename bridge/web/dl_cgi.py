@@ -99,7 +99,8 @@ class DlCgi:
             await self.cache.get(DEVICE_LIST)  # the one device read, shared as always
         snapshot = self.devices.snapshot
         serial = dict(proxy_request.params).get("SerialNumber", "")
-        if snapshot is None or snapshot.find(serial) is None:
+        # No snapshot (a device list the bridge could not read): the PVS must say.
+        if snapshot is not None and snapshot.find(serial) is None:
             return json_error(
                 404, "unknown_device", f"no device with serial {serial!r} in the device list"
             )
