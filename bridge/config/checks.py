@@ -28,6 +28,7 @@ def check_combinations(config: Config) -> list[str]:
     for where, items in (
         ("server.listen", server.listen),
         ("server.listen_tls", server.listen_tls),
+        ("server.listen_ws", server.listen_ws),
     ):
         for item in items:
             try:
@@ -38,6 +39,10 @@ def check_combinations(config: Config) -> list[str]:
         problems.append("server.tls_cert: tls_cert and tls_key must be given together")
     if upstream.url != "auto":
         problems.extend(_url_problems(upstream.url))
+    if upstream.ws_url not in ("", "off") and not upstream.ws_url.startswith(("ws://", "wss://")):
+        problems.append(
+            f"upstream.ws_url: expected ws://HOST:PORT/, off or empty; got {upstream.ws_url!r}"
+        )
     if upstream.backoff_max < upstream.backoff_initial:
         problems.append("upstream.backoff_max: must be at least upstream.backoff_initial")
     if writes.enabled and len(writes.token) < 16:

@@ -41,6 +41,8 @@ class ServerConfig:
 
     listen: tuple[str, ...] = key(("0.0.0.0:80", "0.0.0.0:8080"))
     listen_tls: tuple[str, ...] = key(())
+    listen_ws: tuple[str, ...] = key(("0.0.0.0:9002",))
+    ws_max_clients: int = key(256, minimum=1, maximum=100000)
     tls_cert: str = key("")
     tls_key: str = key("")
     state_dir: str = key("/var/lib/pvs-bridge")
@@ -69,6 +71,9 @@ class UpstreamConfig:
     firmware: str = key("auto", choices=("auto", "legacy", "2025"))
     password: str = key("")
     vars_interval: float = key(5.0, minimum=0, maximum=3600)
+    ws_url: str = key("")
+    ws_silence: float = key(90.0, minimum=1, maximum=3600)
+    ws_enable: bool = key(True)
 
 
 @dataclass(frozen=True)
