@@ -51,6 +51,16 @@ class FakeClock(Clock):
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
         await future
 
+    @property
+    def sleepers(self) -> int:
+        """How many sleepers are waiting for time to move (cancelled ones not counted)."""
+        return sum(1 for _, _, future in self._sleepers if not future.done())
+
+    def jump(self, seconds: float) -> None:
+        """Move time forward without waking anyone: plain time travel, for code that only
+        reads the clock (a sleeper whose deadline passed wakes at the next advance())."""
+        self._now += seconds
+
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper whose deadline passes, in order."""
         target = self._now + seconds

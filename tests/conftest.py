@@ -1,111 +1,96 @@
-"""Shared fixtures: a real simulated PVS on loopback, and bridges in front of it."""
+"""Fixtures: simulated PVSes on loopback and bridges in front of them, stopped after the test.
+
+The helpers they use (and that tests use) are in tests/support.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from bridge import config
-from bridge.app import create_app
 from bridge.clock import Clock
-from bridge.simulator import server as sim_server
-from bridge.simulator.server import Simulator, SimulatorOptions
-from bridge.web.keys import CACHE
+from tests.support import (
+    DEVICE_LIST,
+    BridgeFactory,
+    Client,
+    Sections,
+    Served,
+    ServeFactory,
+    Sim,
+    SimulatorFactory,
+    bridge_app,
+    bridge_client,
+    pinned_jitter,
+    running_simulator,
+    served_bridge,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-class RunningSimulator:
-    """A simulator serving on 127.0.0.1, with helpers to read its counters."""
-
-    def __init__(self, simulator: Simulator, url: str) -> None:
-        self.simulator = simulator
-        self.url = url
-
-    async def stats(self) -> dict[str, Any]:
-        """GET /_sim/stats over the socket, as any client would."""
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.url}/_sim/stats") as response,
-        ):
-            return sim_server.stats_from(await response.read())
-
-    async def count(self, name: str) -> int:
-        """How many requests for one command or path the simulator received."""
-        return int((await self.stats())["requests"].get(name, 0))
-
-
-SimulatorFactory = Callable[..., Awaitable[RunningSimulator]]
+# Names some test modules still import from here; new code imports tests.support.
+__all__ = ["DEVICE_LIST", "BridgeFactory", "ServeFactory", "SimulatorFactory"]
 
 
 @pytest.fixture
 async def start_simulator() -> AsyncIterator[SimulatorFactory]:
-    """Start simulators on free loopback ports; all are stopped after the test."""
-    runners: list[web.AppRunner] = []
+    """Start simulators on free loopback ports: `await start_simulator(clock, **options)`
+    (no latency unless asked; `tls_dir=` serves HTTPS). All stop after the test."""
+    async with contextlib.AsyncExitStack() as running:
 
-    async def start(clock: Clock | None = None, **options: Any) -> RunningSimulator:
-        options.setdefault("latency", 0.0)
-        simulator = sim_server.build(SimulatorOptions(**options), clock)
-        runner, url = await sim_server.start(simulator, "127.0.0.1", 0)
-        runners.append(runner)
-        return RunningSimulator(simulator, url)
+        async def start(clock: Clock | None = None, **options: Any) -> Sim:
+            return await running.enter_async_context(running_simulator(clock, **options))
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 @pytest.fixture
-async def simulator(start_simulator: SimulatorFactory) -> RunningSimulator:
+async def simulator(start_simulator: SimulatorFactory) -> Sim:
     """One simulator with no latency."""
     return await start_simulator()
 
 
-def bridge_config(upstream_url: str, /, **sections: dict[str, Any]) -> config.Config:
-    """A test config: rate limit off, no warm-up, no log summaries, unless a test says so."""
-    overrides: dict[str, dict[str, Any]] = {
-        "server": {"listen": ["127.0.0.1:8080"], "summary_interval": 0.0},  # not bound
-        "upstream": {"url": upstream_url, "min_interval": 0.0},
-        "cache": {"warm_start": False},
-        "rate_limit": {"enabled": False},
-    }
-    for section, values in sections.items():
-        overrides.setdefault(section, {}).update(values)
-    return config.load(None, environ={}, overrides=overrides)
-
-
-BridgeFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+# Both bridge fixtures depend on start_simulator so that bridges stop before the
+# simulators they talk to (a bridge logs out of the PVS when it stops).
 
 
 @pytest.fixture
-def start_bridge(aiohttp_client: Any) -> BridgeFactory:
-    """Start a bridge (a real aiohttp server on loopback) in front of an upstream URL."""
+async def start_bridge(start_simulator: SimulatorFactory) -> AsyncIterator[BridgeFactory]:
+    """Start a bridge in front of an upstream URL, with a TestClient on loopback:
+    `await start_bridge(url, *presets, clock=..., jitter=..., cache={...}, ...)`."""
+    async with contextlib.AsyncExitStack() as running:
 
-    async def start(
-        upstream_url: str, /, *, clock: Clock | None = None, **sections: dict[str, Any]
-    ) -> TestClient[web.Request, web.Application]:
-        app = create_app(bridge_config(upstream_url, **sections), clock=clock)
-        client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
-        return client
+        async def start(
+            upstream_url: str,
+            /,
+            *presets: Sections,
+            clock: Clock | None = None,
+            jitter: Callable[[], float] = pinned_jitter,
+            **sections: Mapping[str, Any],
+        ) -> Client:
+            app = bridge_app(upstream_url, *presets, clock=clock, jitter=jitter, **sections)
+            return await running.enter_async_context(bridge_client(app))
 
-    return start
-
-
-async def wait_idle(client: TestClient[web.Request, web.Application], limit: float = 10.0) -> None:
-    """Wait (bounded) until the bridge has no upstream fetch in flight."""
-    cache = client.app[CACHE]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while cache.fetching and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll of state
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0)
+        yield start
 
 
-DEVICE_LIST = "/cgi-bin/dl_cgi?Command=DeviceList"
+@pytest.fixture
+async def serve_bridge(start_simulator: SimulatorFactory) -> AsyncIterator[ServeFactory]:
+    """Serve a bridge through its production runner on loopback (HTTPS with `tls_dir=`):
+    `await serve_bridge(url, *presets, clock=..., tls_dir=..., cache={...}, ...)`."""
+    async with contextlib.AsyncExitStack() as running:
+
+        async def start(
+            upstream_url: str,
+            /,
+            *presets: Sections,
+            clock: Clock | None = None,
+            jitter: Callable[[], float] = pinned_jitter,
+            tls_dir: Path | None = None,
+            **sections: Mapping[str, Any],
+        ) -> Served:
+            app = bridge_app(upstream_url, *presets, clock=clock, jitter=jitter, **sections)
+            return await running.enter_async_context(served_bridge(app, tls_dir=tls_dir))
+
+        yield start

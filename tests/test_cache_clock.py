@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-
 from bridge.clock import FakeClock
-from tests.conftest import (
+from tests.support import (
     DEVICE_LIST,
+    GET_COMM,
     BridgeFactory,
-    RunningSimulator,
+    Sim,
     SimulatorFactory,
-    wait_idle,
+    advance,
+    idle,
 )
-
-GET_COMM = "/cgi-bin/dl_cgi?Command=Get_Comm"
-
-
-async def advance(
-    clock: FakeClock, bridge: TestClient[web.Request, web.Application], seconds: float
-) -> None:
-    """Move time in one-second steps, letting real upstream fetches finish at each step."""
-    for _ in range(int(seconds)):
-        await clock.advance(1.0)
-        await wait_idle(bridge)
-    await clock.advance(seconds - int(seconds))
-    await wait_idle(bridge)
 
 
 async def test_age_is_true_and_max_age_counts_down(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     bridge = await start_bridge(simulator.url, clock=clock, cache={"refresh": 60.0})
@@ -55,7 +41,7 @@ async def test_age_counts_from_when_the_pvs_was_asked(
 
 
 async def test_expired_entry_is_served_stale_at_once_and_refreshed_behind(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     bridge = await start_bridge(simulator.url, clock=clock, cache={"ttl_status": 30.0})
@@ -67,14 +53,14 @@ async def test_expired_entry_is_served_stale_at_once_and_refreshed_behind(
     assert stale.headers["Cache-Control"] == "max-age=0"
     assert "110" in stale.headers["Warning"]
     assert await stale.read() == body
-    await wait_idle(bridge)
+    await idle(bridge)
     fresh = await bridge.get(GET_COMM)
     assert (fresh.headers["X-Cache"], fresh.headers["Age"]) == ("HIT", "0")
     assert await simulator.count("Get_Comm") == 2
 
 
 async def test_data_older_than_max_stale_is_never_served(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     bridge = await start_bridge(
@@ -88,7 +74,7 @@ async def test_data_older_than_max_stale_is_never_served(
 
 
 async def test_refresh_ahead_keeps_devicelist_fresh_while_polled_then_stops(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     refresh, idle_after = 10.0, 30.0
@@ -98,27 +84,27 @@ async def test_refresh_ahead_keeps_devicelist_fresh_while_polled_then_stops(
     await bridge.get(DEVICE_LIST)
     states = []
     for _ in range(10):  # a client polling every 5 s for 50 s
-        await advance(clock, bridge, 5.0)
+        await advance(clock, bridge, 5.0, step=1.0)
         states.append((await bridge.get(DEVICE_LIST)).headers["X-Cache"])
     assert set(states) == {"HIT"}  # never waited, never stale
     polled_calls = await simulator.count("DeviceList")
     assert 50 / refresh <= polled_calls <= 1 + 50 / refresh
-    await advance(clock, bridge, idle_after + 5 * refresh)  # clients went quiet
+    await advance(clock, bridge, idle_after + 5 * refresh, step=1.0)  # clients went quiet
     quiet_calls = await simulator.count("DeviceList")
     assert quiet_calls - polled_calls <= idle_after / refresh + 1
-    await advance(clock, bridge, 10 * refresh)
+    await advance(clock, bridge, 10 * refresh, step=1.0)
     assert await simulator.count("DeviceList") == quiet_calls  # stopped polling the PVS
 
 
 async def test_warm_start_fetches_devicelist_once_and_no_more_without_clients(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     bridge = await start_bridge(
         simulator.url, clock=clock, cache={"warm_start": True, "refresh": 10.0}
     )
-    await wait_idle(bridge)
-    await advance(clock, bridge, 100.0)
+    await idle(bridge)
+    await advance(clock, bridge, 100.0, step=1.0)
     assert await simulator.count("DeviceList") == 1  # nobody asked: no refresh-ahead
     first = await bridge.get(DEVICE_LIST)
     assert first.headers["X-Cache"] == "STALE"  # served at once from the warm-up

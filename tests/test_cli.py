@@ -7,20 +7,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import BridgeFactory, RunningSimulator
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import BridgeFactory, Sim, free_port
 
 
 async def get_json(url: str) -> tuple[int, dict[str, object]]:
@@ -91,7 +84,7 @@ async def run_check(
 
 
 async def test_check_reports_each_fact_and_reaches_the_pvs(
-    simulator: RunningSimulator, start_bridge: BridgeFactory, tmp_path: Path
+    simulator: Sim, start_bridge: BridgeFactory, tmp_path: Path
 ) -> None:
     bridge = await start_bridge(simulator.url)
     returncode, lines = await run_check(tmp_path, f"127.0.0.1:{bridge.port}", simulator.url)

@@ -9,14 +9,12 @@ import pytest
 from bridge.clock import FakeClock
 from bridge.config import RateLimitConfig
 from bridge.web.ratelimit import RateLimiter
-from tests.conftest import DEVICE_LIST, BridgeFactory, RunningSimulator
-
-UNREACHABLE = "http://127.0.0.1:9"  # discard port on loopback: nothing listens there
+from tests.support import DEVICE_LIST, GET_COMM, UNREACHABLE, BridgeFactory, Sim
 
 
 @pytest.mark.parametrize("origin", ["http://dashboard.lan:3000", "null"])
 async def test_cors_lets_a_browser_page_read_devicelist(
-    simulator: RunningSimulator, start_bridge: BridgeFactory, origin: str
+    simulator: Sim, start_bridge: BridgeFactory, origin: str
 ) -> None:
     # "null" is what a page opened from file:// sends.
     bridge = await start_bridge(simulator.url)
@@ -35,9 +33,7 @@ async def test_cors_lets_a_browser_page_read_devicelist(
     assert (await simulator.stats())["requests"] == {"DeviceList": 1}
 
 
-async def test_cors_origins_can_be_restricted(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
-) -> None:
+async def test_cors_origins_can_be_restricted(simulator: Sim, start_bridge: BridgeFactory) -> None:
     bridge = await start_bridge(simulator.url, cors={"origins": ["http://ha.lan:8123"]})
     allowed = await bridge.get(DEVICE_LIST, headers={"Origin": "http://ha.lan:8123"})
     other = await bridge.get(DEVICE_LIST, headers={"Origin": "http://evil.example"})
@@ -45,13 +41,12 @@ async def test_cors_origins_can_be_restricted(
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-GET_COMM = "/cgi-bin/dl_cgi?Command=Get_Comm"
 # Get_Comm kept for no time: every request must reach the PVS, so each one is rate-limited.
 UNCACHED = {"ttl_status": 0.0, "max_stale": 0.0}
 
 
 async def test_rate_limit_answers_429_json_with_retry_after_then_recovers(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     limits = {"enabled": True, "rate": 1.0, "burst": 3, "max_wait": 0.0}
@@ -72,7 +67,7 @@ async def test_rate_limit_answers_429_json_with_retry_after_then_recovers(
 
 
 async def test_a_client_over_its_rate_waits_its_turn_before_any_429(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     limits = {"enabled": True, "rate": 1.0, "burst": 1, "max_wait": 5.0}
@@ -89,7 +84,7 @@ async def test_a_client_over_its_rate_waits_its_turn_before_any_429(
 
 
 async def test_answers_from_memory_are_never_refused_for_rate(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     # A Home Assistant restart: 60 requests in one second from one address, all for
     # commands the cache holds. The default limit must let every one through.
@@ -112,7 +107,7 @@ async def test_rate_limiter_memory_is_bounded() -> None:
 
 
 async def test_health_reports_ok_with_cache_ages_and_interfaces(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
     bridge = await start_bridge(simulator.url, clock=clock)
@@ -149,9 +144,7 @@ async def test_health_is_down_503_when_nothing_can_be_served(start_bridge: Bridg
     assert any("PVS failing" in reason for reason in document["reasons"])
 
 
-async def test_metrics_are_prometheus_text(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
-) -> None:
+async def test_metrics_are_prometheus_text(simulator: Sim, start_bridge: BridgeFactory) -> None:
     bridge = await start_bridge(simulator.url)
     await bridge.get(DEVICE_LIST)
     await bridge.get(DEVICE_LIST)

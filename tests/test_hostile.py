@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faultkit import DEVICE_LIST, raw_request, served_bridge, simulator
+from bridge.clock import FakeClock
+from tests.support import DEVICE_LIST, FAULT_TIMING, ServeFactory, Sim, raw_request
 
 DL = "/cgi-bin/dl_cgi"
 
@@ -82,28 +83,30 @@ HOSTILE: list[tuple[str, bytes, int, str | None]] = [
 ]
 
 
-async def test_hostile_requests_get_json_4xx_and_never_reach_the_pvs() -> None:
-    async with simulator() as sim, served_bridge(sim.url) as bridge:
-        seen: dict[str, tuple[int, str | None]] = {}
-        for name, raw, _status, _error in HOSTILE:
-            answer = await raw_request(bridge.port, raw)
-            assert answer is not None, f"{name}: no HTTP answer"
-            assert answer.headers.get("content-type", "").startswith("application/json"), name
-            seen[name] = (answer.status, answer.json().get("error"))
-        expected = {
-            name: (status, error if error is not None else seen[name][1])
-            for name, _raw, status, error in HOSTILE
-        }
-        assert seen == expected
-        assert (await sim.stats())["total"] == 0  # not one of them went upstream
-        health = await raw_request(bridge.port, req("/health"))
-        assert health is not None
-        assert health.status == 200
-        assert health.json()["status"] == "degraded"  # waiting for the first answer only
-        good = await raw_request(bridge.port, req(DEVICE_LIST))
-        assert good is not None
-        assert good.status == 200
-        assert (await sim.stats())["requests"] == {"DeviceList": 1}
+async def test_hostile_requests_get_json_4xx_and_never_reach_the_pvs(
+    simulator: Sim, serve_bridge: ServeFactory
+) -> None:
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=FakeClock())
+    seen: dict[str, tuple[int, str | None]] = {}
+    for name, raw, _status, _error in HOSTILE:
+        answer = await raw_request(bridge.port, raw)
+        assert answer is not None, f"{name}: no HTTP answer"
+        assert answer.headers.get("content-type", "").startswith("application/json"), name
+        seen[name] = (answer.status, answer.json().get("error"))
+    expected = {
+        name: (status, error if error is not None else seen[name][1])
+        for name, _raw, status, error in HOSTILE
+    }
+    assert seen == expected
+    assert (await simulator.stats())["total"] == 0  # not one of them went upstream
+    health = await raw_request(bridge.port, req("/health"))
+    assert health is not None
+    assert health.status == 200
+    assert health.json()["status"] == "degraded"  # waiting for the first answer only
+    good = await raw_request(bridge.port, req(DEVICE_LIST))
+    assert good is not None
+    assert good.status == 200
+    assert (await simulator.stats())["requests"] == {"DeviceList": 1}
 
 
 @pytest.mark.parametrize(
@@ -113,37 +116,41 @@ async def test_hostile_requests_get_json_4xx_and_never_reach_the_pvs() -> None:
         f"{DL}?Command=DeviceList&SerialNumber=x",  # a parameter DeviceList does not take
     ],
 )
-async def test_unknown_parameters_are_dropped_before_the_pvs(target: str) -> None:
-    async with simulator() as sim, served_bridge(sim.url) as bridge:
-        answer = await raw_request(bridge.port, req(target))
-        assert answer is not None
-        assert answer.status == 200
-        stats = await sim.stats()
-        assert stats["requests"] == {"DeviceList": 1}
+async def test_unknown_parameters_are_dropped_before_the_pvs(
+    simulator: Sim, serve_bridge: ServeFactory, target: str
+) -> None:
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=FakeClock())
+    answer = await raw_request(bridge.port, req(target))
+    assert answer is not None
+    assert answer.status == 200
+    stats = await simulator.stats()
+    assert stats["requests"] == {"DeviceList": 1}
 
 
-async def test_ordinary_clients_are_not_refused() -> None:
+async def test_ordinary_clients_are_not_refused(simulator: Sim, serve_bridge: ServeFactory) -> None:
     # Host forms real clients send: the Pi's address with a port, the PVS's DNS name,
     # an IPv6 literal, HTTP/1.0 without Host; HEAD / as a health probe.
-    async with simulator() as sim, served_bridge(sim.url) as bridge:
-        for raw in [
-            req(DEVICE_LIST, "Host: 192.168.1.50:8080"),
-            req(DEVICE_LIST, "Host: sunpowerconsole.com"),
-            req(DEVICE_LIST, "Host: [::1]:80"),
-            req("/", method="HEAD"),
-            b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n",
-            req(f"{DL}/supervisor/info", "User-Agent: Mozilla/5.0 (X11; Linux) \u00e9t\u00e9"),
-        ]:
-            answer = await raw_request(bridge.port, raw)
-            assert answer is not None
-            assert answer.status == 200, raw
-
-
-async def test_a_request_line_without_a_target_gets_an_http11_json_refusal() -> None:
-    # Found by the fuzz test: aiohttp parses "CONNECT  HTTP/1.1" as HTTP/0.9.
-    async with simulator() as sim, served_bridge(sim.url) as bridge:
-        answer = await raw_request(bridge.port, b"CONNECT  HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=FakeClock())
+    for raw in [
+        req(DEVICE_LIST, "Host: 192.168.1.50:8080"),
+        req(DEVICE_LIST, "Host: sunpowerconsole.com"),
+        req(DEVICE_LIST, "Host: [::1]:80"),
+        req("/", method="HEAD"),
+        b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n",
+        req(f"{DL}/supervisor/info", "User-Agent: Mozilla/5.0 (X11; Linux) \u00e9t\u00e9"),
+    ]:
+        answer = await raw_request(bridge.port, raw)
         assert answer is not None
-        assert answer.status == 400
-        assert answer.headers["content-type"].startswith("application/json")
-        assert (await sim.stats())["total"] == 0
+        assert answer.status == 200, raw
+
+
+async def test_a_request_line_without_a_target_gets_an_http11_json_refusal(
+    simulator: Sim, serve_bridge: ServeFactory
+) -> None:
+    # Found by the fuzz test: aiohttp parses "CONNECT  HTTP/1.1" as HTTP/0.9.
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=FakeClock())
+    answer = await raw_request(bridge.port, b"CONNECT  HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert answer is not None
+    assert answer.status == 400
+    assert answer.headers["content-type"].startswith("application/json")
+    assert (await simulator.stats())["total"] == 0

@@ -14,14 +14,21 @@ import socket
 import string
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.clock import FakeClock
 from bridge.pvs.requests import READ_COMMANDS, READ_PATHS
-from tests.faultkit import Sim, parse_raw, served_bridge, simulator
+from tests.support import (
+    FAULT_TIMING,
+    Sim,
+    bridge_app,
+    parse_raw,
+    running_simulator,
+    served_bridge,
+)
 
 ALLOWED_UPSTREAM = set(READ_COMMANDS) | set(READ_PATHS)
 
@@ -35,11 +42,15 @@ class Stack:
         self.stop: asyncio.Event | None = None
         self.port = 0
         self.sim: Sim | None = None
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),))
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.serve(),))
 
-    async def _run(self) -> None:
+    async def serve(self) -> None:
+        """Run both until `close()`: the fixtures' own helpers, entered on this loop."""
         self.stop = asyncio.Event()
-        async with simulator() as sim, served_bridge(sim.url) as bridge:
+        async with (
+            running_simulator() as sim,
+            served_bridge(bridge_app(sim.url, FAULT_TIMING, clock=FakeClock())) as bridge,
+        ):
             self.sim, self.port = sim, bridge.port
             self.ready.set()
             await self.stop.wait()
@@ -47,8 +58,8 @@ class Stack:
     def upstream_names(self) -> set[str]:
         """What the simulated PVS received, by command or path."""
         assert self.sim is not None
-        counts = self.sim.simulator.stats.requests
-        return set(asyncio.run_coroutine_threadsafe(_copy(counts), self.loop).result(5))
+        stats = asyncio.run_coroutine_threadsafe(self.sim.stats(), self.loop).result(5)
+        return set(stats["requests"])
 
     def close(self) -> None:
         """Stop the servers and the loop."""
@@ -56,10 +67,6 @@ class Stack:
         self.loop.call_soon_threadsafe(self.stop.set)
         self.thread.join(10)
         self.loop.close()
-
-
-async def _copy(counts: Any) -> list[str]:
-    return list(counts)
 
 
 @pytest.fixture(scope="module")

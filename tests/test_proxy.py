@@ -9,12 +9,12 @@ import aiohttp
 import pytest
 
 from bridge.clock import FakeClock
-from tests.conftest import (
+from tests.support import (
     DEVICE_LIST,
     BridgeFactory,
-    RunningSimulator,
+    Sim,
     SimulatorFactory,
-    wait_idle,
+    idle,
 )
 
 FROZEN = FakeClock(start=0.0, wall_start=1_750_000_000.0)  # a fixed moment: identical answers
@@ -38,7 +38,7 @@ async def test_answer_is_byte_identical_to_the_pvs(
 
 
 async def test_equivalent_queries_share_one_upstream_call_in_canonical_form(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     bridge = await start_bridge(simulator.url)
     variants = [
@@ -87,7 +87,7 @@ async def test_concurrent_identical_requests_share_one_fetch(
     ],
 )
 async def test_refusals_are_json_and_never_reach_the_pvs(
-    simulator: RunningSimulator, start_bridge: BridgeFactory, target: str, status: int, error: str
+    simulator: Sim, start_bridge: BridgeFactory, target: str, status: int, error: str
 ) -> None:
     bridge = await start_bridge(simulator.url)
     response = await bridge.get(target)
@@ -102,7 +102,7 @@ async def test_refusals_are_json_and_never_reach_the_pvs(
 
 
 async def test_refused_command_is_named_in_the_answer(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     bridge = await start_bridge(simulator.url)
     body = await (await bridge.get("/cgi-bin/dl_cgi?Command=SetCellPurchased")).json()
@@ -112,7 +112,7 @@ async def test_refused_command_is_named_in_the_answer(
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 async def test_other_methods_get_405_json(
-    simulator: RunningSimulator, start_bridge: BridgeFactory, method: str
+    simulator: Sim, start_bridge: BridgeFactory, method: str
 ) -> None:
     bridge = await start_bridge(simulator.url)
     response = await bridge.request(method, DEVICE_LIST, data=b"x")
@@ -123,7 +123,7 @@ async def test_other_methods_get_405_json(
 
 
 async def test_head_is_answered_from_the_cache_without_a_body(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     bridge = await start_bridge(simulator.url)
     head = await bridge.head(DEVICE_LIST)
@@ -137,7 +137,7 @@ async def test_head_is_answered_from_the_cache_without_a_body(
 
 
 async def test_head_and_get_root_answer_for_health_probes(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     bridge = await start_bridge(simulator.url)
     assert (await bridge.head("/")).status == 200
@@ -176,7 +176,7 @@ async def test_gate_queue_is_bounded_with_503_and_retry_after(
 
 
 async def test_write_commands_need_the_token_and_are_never_cached(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     token = "s3cret-token-for-writes"
     bridge = await start_bridge(simulator.url, writes={"enabled": True, "token": token})
@@ -196,13 +196,13 @@ async def test_write_commands_need_the_token_and_are_never_cached(
 
 
 async def test_device_details_of_an_unknown_serial_never_reaches_the_pvs(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     bridge = await start_bridge(simulator.url)
     response = await bridge.get("/cgi-bin/dl_cgi?Command=DeviceDetails&SerialNumber=NOPE")
     assert response.status == 404
     assert (await response.json())["error"] == "unknown_device"
-    await wait_idle(bridge)
+    await idle(bridge)
     # One device read to learn the serials; no DeviceDetails for a serial it lacks.
     assert (await simulator.stats())["requests"] == {"DeviceList": 1}
 
@@ -236,7 +236,7 @@ async def test_a_refusal_never_replaces_good_data(
     sim.simulator.options.missing_paths = ("network/interfaces",)
     await clock.advance(11.0)
     await bridge.get(target)  # STALE at once, while the refresh brings the 404
-    await wait_idle(bridge)
+    await idle(bridge)
     held = await bridge.get(target)
     assert held.status == 200
     assert held.headers["X-Cache"] in ("STALE", "MISS")

@@ -6,7 +6,7 @@ import json
 
 import aiohttp
 
-from tests.conftest import BridgeFactory, RunningSimulator, SimulatorFactory
+from tests.support import BridgeFactory, Sim, SimulatorFactory
 
 
 async def test_aiohttp_client_with_120s_timeout_and_json(
@@ -32,7 +32,7 @@ async def test_aiohttp_client_with_120s_timeout_and_json(
 
 
 async def test_exporter_sequence_start_getcomm_gridprofile_devicelist_stop(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     bridge = await start_bridge(simulator.url)
     results = {}
@@ -49,7 +49,7 @@ async def test_exporter_sequence_start_getcomm_gridprofile_devicelist_stop(
 
 
 async def test_line_filtering_client_still_parses(
-    simulator: RunningSimulator, start_bridge: BridgeFactory
+    simulator: Sim, start_bridge: BridgeFactory
 ) -> None:
     # One collector drops body lines that do not start with "{", a tab or "}" because
     # "the http headers sometimes appear in the body": the print layout must survive.

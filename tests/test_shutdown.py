@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,17 @@ import pytest
 from bridge.cache.warmstore import FILE_NAME, WarmStore
 from bridge.clock import FakeClock
 from bridge.pvs.answer import Answer
-from tests.conftest import wait_idle
-from tests.faultkit import DEVICE_LIST, raw_request, served_bridge, simulator
-
-GET_COMM = "/cgi-bin/dl_cgi?Command=Get_Comm"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import (
+    DEVICE_LIST,
+    FAULT_TIMING,
+    GET_COMM,
+    ServeFactory,
+    Sim,
+    SimulatorFactory,
+    free_port,
+    idle,
+    raw_request,
+)
 
 
 async def start_serve(upstream: str, state_dir: Path, port: int) -> asyncio.subprocess.Process:
@@ -64,11 +64,12 @@ async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, 
 
 
 async def test_sigterm_answers_waiting_clients_then_a_restart_serves_at_once(
-    tmp_path: Path,
+    simulator: Sim, tmp_path: Path
 ) -> None:
+    sim = simulator
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    async with simulator() as sim, aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session:
         process = await start_serve(sim.url, tmp_path, port)
         try:
             await wait_serving(session, url)
@@ -113,92 +114,88 @@ async def test_sigterm_answers_waiting_clients_then_a_restart_serves_at_once(
                 await process.wait()
 
 
-async def test_the_stored_answer_keeps_its_true_age(tmp_path: Path) -> None:
+GET_DEVICE_LIST_1_0 = b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
+
+
+async def test_the_stored_answer_keeps_its_true_age(
+    simulator: Sim, serve_bridge: ServeFactory, tmp_path: Path
+) -> None:
     sections: dict[str, Any] = {
         "server": {"state_dir": str(tmp_path)},
         "cache": {"warm_start": True, "max_stale": 900.0},
     }
-    async with simulator() as sim:
-        first = FakeClock(wall_start=1_700_000_000.0)
-        async with served_bridge(sim.url, clock=first, **sections) as bridge:
-            answer = await raw_request(
-                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
-            )
-            assert answer is not None
-            assert answer.status == 200
-        await sim.fault("down")
-        # Restarted 100 s later (wall clock); the PVS does not answer.
-        later = FakeClock(wall_start=1_700_000_100.0)
-        async with served_bridge(sim.url, clock=later, **sections) as bridge:
-            again = await raw_request(
-                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
-            )
-            assert again is not None
-            assert (again.status, again.headers["x-cache"]) == (200, "STALE")
-            assert int(again.headers["age"]) == 100
-            assert again.body == answer.body
-        # Restarted after the maximum staleness: the stored answer is too old to serve.
-        much_later = FakeClock(wall_start=1_700_001_000.0)
-        async with served_bridge(sim.url, clock=much_later, **sections) as bridge:
-            refused = await raw_request(
-                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
-            )
-            assert refused is not None
-            assert refused.status in (502, 503, 504)
-            assert refused.json()["last_good_age_s"] is None  # nothing this run can vouch for
+    first = FakeClock(wall_start=1_700_000_000.0)
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=first, **sections)
+    answer = await raw_request(bridge.port, GET_DEVICE_LIST_1_0)
+    assert answer is not None
+    assert answer.status == 200
+    await bridge.close()
+    await simulator.fault("down")
+    # Restarted 100 s later (wall clock); the PVS does not answer.
+    later = FakeClock(wall_start=1_700_000_100.0)
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=later, **sections)
+    again = await raw_request(bridge.port, GET_DEVICE_LIST_1_0)
+    assert again is not None
+    assert (again.status, again.headers["x-cache"]) == (200, "STALE")
+    assert int(again.headers["age"]) == 100
+    assert again.body == answer.body
+    await bridge.close()
+    # Restarted after the maximum staleness: the stored answer is too old to serve.
+    much_later = FakeClock(wall_start=1_700_001_000.0)
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=much_later, **sections)
+    refused = await raw_request(bridge.port, GET_DEVICE_LIST_1_0)
+    assert refused is not None
+    assert refused.status in (502, 503, 504)
+    assert refused.json()["last_good_age_s"] is None  # nothing this run can vouch for
 
 
 async def test_a_restart_within_the_refresh_interval_asks_the_pvs_nothing(
-    tmp_path: Path,
+    simulator: Sim, serve_bridge: ServeFactory, tmp_path: Path
 ) -> None:
     sections: dict[str, Any] = {
         "server": {"state_dir": str(tmp_path)},
         "cache": {"warm_start": True, "refresh": 60.0},
     }
-    async with simulator() as sim:
-        first = FakeClock(wall_start=1_700_000_000.0)
-        async with served_bridge(sim.url, clock=first, **sections) as bridge:
-            await wait_idle(bridge)  # type: ignore[arg-type]  # the warm-up DeviceList
-        assert await sim.calls("DeviceList") == 1
-        # Restarted 5 s later (a crash loop, an upgrade): the stored answer is still fresh.
-        later = FakeClock(wall_start=1_700_000_005.0)
-        async with served_bridge(sim.url, clock=later, **sections) as bridge:
-            await wait_idle(bridge)  # type: ignore[arg-type]
-            answer = await raw_request(
-                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
-            )
-            assert answer is not None
-            assert (answer.status, answer.headers["x-cache"]) == (200, "HIT")
-            assert int(answer.headers["age"]) == 5
-            await wait_idle(bridge)  # type: ignore[arg-type]
-            # Health knows when the PVS last answered (in the run before): ok, not
-            # "waiting for the first answer" (which kept the Ansible role waiting).
-            health = await raw_request(bridge.port, b"GET /health HTTP/1.0\r\n\r\n")
-            assert health is not None
-            assert health.json()["status"] == "ok", health.json()["reasons"]
-            assert health.json()["upstream"]["last_success_age_s"] == 5.0
-        assert await sim.calls("DeviceList") == 1
+    first = FakeClock(wall_start=1_700_000_000.0)
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=first, **sections)
+    await idle(bridge)  # the warm-up DeviceList
+    await bridge.close()
+    assert await simulator.count("DeviceList") == 1
+    # Restarted 5 s later (a crash loop, an upgrade): the stored answer is still fresh.
+    later = FakeClock(wall_start=1_700_000_005.0)
+    bridge = await serve_bridge(simulator.url, FAULT_TIMING, clock=later, **sections)
+    await idle(bridge)
+    answer = await raw_request(bridge.port, GET_DEVICE_LIST_1_0)
+    assert answer is not None
+    assert (answer.status, answer.headers["x-cache"]) == (200, "HIT")
+    assert int(answer.headers["age"]) == 5
+    await idle(bridge)
+    # Health knows when the PVS last answered (in the run before): ok, not
+    # "waiting for the first answer" (which kept the Ansible role waiting).
+    health = await raw_request(bridge.port, b"GET /health HTTP/1.0\r\n\r\n")
+    assert health is not None
+    assert health.json()["status"] == "ok", health.json()["reasons"]
+    assert health.json()["upstream"]["last_success_age_s"] == 5.0
+    await bridge.close()
+    assert await simulator.count("DeviceList") == 1
 
 
-async def test_a_stored_answer_from_another_pvs_is_ignored(tmp_path: Path) -> None:
+async def test_a_stored_answer_from_another_pvs_is_ignored(
+    start_simulator: SimulatorFactory, serve_bridge: ServeFactory, tmp_path: Path
+) -> None:
     sections: dict[str, Any] = {
         "server": {"state_dir": str(tmp_path)},
         "cache": {"warm_start": True},
     }
-    async with simulator() as one, simulator() as other:
-        async with served_bridge(one.url, **sections) as bridge:
-            assert (
-                await raw_request(
-                    bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
-                )
-            ) is not None
-        await other.fault("down")
-        async with served_bridge(other.url, **sections) as bridge:
-            answer = await raw_request(
-                bridge.port, b"GET " + DEVICE_LIST.encode() + b" HTTP/1.0\r\n\r\n"
-            )
-            assert answer is not None
-            assert answer.status >= 500
+    one, other = await start_simulator(), await start_simulator()
+    bridge = await serve_bridge(one.url, FAULT_TIMING, clock=FakeClock(), **sections)
+    assert (await raw_request(bridge.port, GET_DEVICE_LIST_1_0)) is not None
+    await bridge.close()
+    await other.fault("down")
+    bridge = await serve_bridge(other.url, FAULT_TIMING, clock=FakeClock(), **sections)
+    answer = await raw_request(bridge.port, GET_DEVICE_LIST_1_0)
+    assert answer is not None
+    assert answer.status >= 500
 
 
 @pytest.mark.parametrize(

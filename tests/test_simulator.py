@@ -11,7 +11,7 @@ from bridge import cjson
 from bridge.clock import FakeClock
 from bridge.simulator import legacy
 from bridge.simulator.model import Site
-from tests.conftest import FIXTURES, SimulatorFactory
+from tests.support import FIXTURES, SimulatorFactory
 
 LEGACY = sorted((FIXTURES / "legacy").glob("*.json"))
 
@@ -51,7 +51,7 @@ def test_values_advance_like_a_real_site() -> None:
         energies.append(float(inverter["ltea_3phsum_kwh"]))
         powers.append(float(inverter["p_3phsum_kw"]))
         curtimes.append(snapshot[0]["CURTIME"])
-        clock._now += 1800  # plain time travel; no sleepers involved
+        clock.jump(1800)  # plain time travel; no sleepers involved
     assert energies == sorted(energies)  # counters only grow
     assert energies[-1] > energies[0]
     assert max(powers) > 0.2

@@ -6,19 +6,24 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
-from bridge.app import create_app
 from bridge.clock import FakeClock
 from bridge.web.policy import PolicyError
 from bridge.web.vars_query import parse_vars
-from tests.firmware_support import bridge_config, bridge_for, running_simulator, serving, sim_stats
+from tests.support import (
+    FAST_BACKOFF,
+    UNREACHABLE,
+    BridgeFactory,
+    Client,
+    ServeFactory,
+    SimulatorFactory,
+    bridge_config,
+    pvs_2025,
+)
 
-AiohttpClient = Any
 GOOD = "basic " + base64.b64encode(b"ssm_owner:ABCDE").decode()  # serial ends in ABCDE
 BAD = "Basic " + base64.b64encode(b"ssm_owner:WRONG").decode()
 
@@ -59,94 +64,90 @@ def test_refused_queries(raw: str) -> None:
         parse_vars(raw)
 
 
-async def login(client: TestClient, header: str = GOOD) -> aiohttp.ClientResponse:
+async def login(client: Client, header: str = GOOD) -> aiohttp.ClientResponse:
     return await client.get("/auth?login", headers={"Authorization": header})
 
 
 async def test_client_session_login_logout_and_pre_login_names(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
-    async with running_simulator() as (_sim, url):
-        client = await bridge_for(aiohttp_client, url, tmp_path)
-        serial = await client.post("/vars", data="name=/sys/info/serialnum")
-        assert serial.status == 200  # readable before login, as on the PVS
-        assert "ZT01234567890ABCDE" in await serial.text()
-        assert (await client.post("/vars", data="match=inverter")).status == 401
-        assert (await login(client, BAD)).status == 401
-        assert (await login(client, "Bearer x")).status == 401
-        answer = await login(client)
-        assert answer.status == 200
-        token = (await answer.json())["session"]
-        assert len(token) == 64
-        assert (
-            client.session.cookie_jar.filter_cookies(client.make_url("/"))["session"].value == token
-        )
-        found = await client.post("/vars", data="match=/sys/devices/inverter/0/&fmt=obj")
-        assert found.status == 200
-        assert "/sys/devices/inverter/0/p3phsumKw" in json.loads(await found.read())
-        assert (await client.post("/vars", data="name=/sys/nothing/here")).status == 400
-        assert (await client.get("/auth?logout")).status == 200
-        assert (await client.post("/vars", data="match=inverter")).status == 401
-        stats = await sim_stats(url)
-        assert stats["logins"] == 1  # the bridge's own login; client logins stay local
+    sim = await start_simulator(**pvs_2025())
+    client = await start_bridge(sim.url, FAST_BACKOFF)
+    serial = await client.post("/vars", data="name=/sys/info/serialnum")
+    assert serial.status == 200  # readable before login, as on the PVS
+    assert "ZT01234567890ABCDE" in await serial.text()
+    assert (await client.post("/vars", data="match=inverter")).status == 401
+    assert (await login(client, BAD)).status == 401
+    assert (await login(client, "Bearer x")).status == 401
+    answer = await login(client)
+    assert answer.status == 200
+    token = (await answer.json())["session"]
+    assert len(token) == 64
+    assert client.session.cookie_jar.filter_cookies(client.make_url("/"))["session"].value == token
+    found = await client.post("/vars", data="match=/sys/devices/inverter/0/&fmt=obj")
+    assert found.status == 200
+    assert "/sys/devices/inverter/0/p3phsumKw" in json.loads(await found.read())
+    assert (await client.post("/vars", data="name=/sys/nothing/here")).status == 400
+    assert (await client.get("/auth?logout")).status == 200
+    assert (await client.post("/vars", data="match=inverter")).status == 401
+    stats = await sim.stats()
+    assert stats["logins"] == 1  # the bridge's own login; client logins stay local
 
 
 async def test_pre_login_names_need_no_upstream_session(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
     # The PVS serves these without a session; so must the bridge, even while its own login
     # is refused (a wrong upstream.password), and without logging in for them at all.
-    async with running_simulator() as (_sim, url):
-        client = await bridge_for(aiohttp_client, url, tmp_path, upstream={"password": "WRONG"})
-        for name in ("serialnum", "ssid", "lmac"):
-            answer = await client.post("/vars", data=f"name=/sys/info/{name}")
-            assert answer.status == 200, name
-            assert f"/sys/info/{name}" in await answer.text()
-        stats = await sim_stats(url)
-        assert stats["logins"] == 0
-        assert stats["login_failures"] == 0
+    sim = await start_simulator(**pvs_2025())
+    client = await start_bridge(sim.url, FAST_BACKOFF, upstream={"password": "WRONG"})
+    for name in ("serialnum", "ssid", "lmac"):
+        answer = await client.post("/vars", data=f"name=/sys/info/{name}")
+        assert answer.status == 200, name
+        assert f"/sys/info/{name}" in await answer.text()
+    stats = await sim.stats()
+    assert stats["logins"] == 0
+    assert stats["login_failures"] == 0
 
 
 async def test_trusted_lan_takes_any_credentials(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
-    async with running_simulator() as (_sim, url):
-        client = await bridge_for(aiohttp_client, url, tmp_path, clients={"trusted_lan": True})
-        assert (await login(client, BAD)).status == 200
-        assert (await client.get("/vars?match=livedata")).status == 200
+    sim = await start_simulator(**pvs_2025())
+    client = await start_bridge(sim.url, FAST_BACKOFF, clients={"trusted_lan": True})
+    assert (await login(client, BAD)).status == 200
+    assert (await client.get("/vars?match=livedata")).status == 200
 
 
 async def test_client_session_expires_and_relogin_works(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
-    async with running_simulator(clock) as (_sim, url):
-        client = await bridge_for(
-            aiohttp_client, url, tmp_path, clock=clock, clients={"session_ttl": 60.0}
-        )
-        await login(client)
-        assert (await client.get("/vars?match=livedata")).status == 200
-        await clock.advance(61.0)
-        assert (await client.get("/vars?match=livedata")).status == 401
-        await login(client)
-        assert (await client.get("/vars?match=livedata")).status == 200
+    sim = await start_simulator(clock, **pvs_2025())
+    client = await start_bridge(sim.url, FAST_BACKOFF, clock=clock, clients={"session_ttl": 60.0})
+    await login(client)
+    assert (await client.get("/vars?match=livedata")).status == 200
+    await clock.advance(61.0)
+    assert (await client.get("/vars?match=livedata")).status == 401
+    await login(client)
+    assert (await client.get("/vars?match=livedata")).status == 200
 
 
 async def test_set_is_refused_and_cache_ids_are_per_client(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
-    async with running_simulator() as (_sim, url):
-        client = await bridge_for(aiohttp_client, url, tmp_path)
-        await login(client)
-        refused = await client.post("/vars", data="set=/sys/info/ssid=evil")
-        assert refused.status == 403
-        assert "writes are disabled" in (await refused.json())["message"]
-        first = await client.post("/vars", data="match=/sys/devices/meter/&cache=mdata&fmt=obj")
-        again = await client.post("/vars", data="cache=mdata")
-        assert json.loads(await first.read()).keys() == json.loads(await again.read()).keys()
-        assert (await client.post("/vars", data="cache=other")).status == 400
-        queries = (await sim_stats(url))["vars_queries"]
-        assert not any("cache" in query or "set" in query for query in queries)
+    sim = await start_simulator(**pvs_2025())
+    client = await start_bridge(sim.url, FAST_BACKOFF)
+    await login(client)
+    refused = await client.post("/vars", data="set=/sys/info/ssid=evil")
+    assert refused.status == 403
+    assert "writes are disabled" in (await refused.json())["message"]
+    first = await client.post("/vars", data="match=/sys/devices/meter/&cache=mdata&fmt=obj")
+    again = await client.post("/vars", data="cache=mdata")
+    assert json.loads(await first.read()).keys() == json.loads(await again.read()).keys()
+    assert (await client.post("/vars", data="cache=other")).status == 400
+    queries = (await sim.stats())["vars_queries"]
+    assert not any("cache" in query or "set" in query for query in queries)
 
 
 async def reference_client(
@@ -186,42 +187,46 @@ async def reference_client(
             await step.wait()
 
 
-async def test_five_reference_clients_over_tls_share_each_query(tmp_path: Path) -> None:
+async def test_five_reference_clients_over_tls_share_each_query(
+    start_simulator: SimulatorFactory, serve_bridge: ServeFactory, tmp_path: Path
+) -> None:
     """Done-when 2: five clients, HTTPS listener, one upstream call per query per interval."""
     clock = FakeClock()
     rounds, clients = 6, 5
-    async with running_simulator(clock) as (_sim, url):
-        cfg = bridge_config(url, tmp_path, upstream={"vars_interval": 5.0})
-        async with serving(create_app(cfg, clock=clock), ssl_dir=tmp_path) as base:
-            assert base.startswith("https://")
-            done: asyncio.Queue[int] = asyncio.Queue()
-            step = asyncio.Event()
-            tasks = [
-                asyncio.create_task(reference_client(base, rounds, step, done))
-                for _ in range(clients)
-            ]
-            errors = 0
-            for _round in range(rounds):
-                for _ in range(clients):
-                    errors += await asyncio.wait_for(done.get(), 30)
-                await clock.advance(5.0)  # one interval between rounds
-                step.set()
-                step.clear()
-            await asyncio.wait_for(asyncio.gather(*tasks), 30)
-        assert errors == 0
-        queries = (await sim_stats(url))["vars_queries"]
-        for body in ("match=inverter", "match=meter", "match=livedata"):
-            assert 1 <= queries[body] <= rounds, (body, queries)
-        # Without sharing it would be clients x rounds = 30 per query. The uptime is held
-        # by the device read (/sys/info/*): answered from memory, it costs nothing more.
-        assert "name=/sys/info/uptime" not in queries
-        assert 1 <= queries["match=/sys/info/&fmt=obj"] <= rounds
+    sim = await start_simulator(clock, **pvs_2025())
+    bridge = await serve_bridge(
+        sim.url, FAST_BACKOFF, clock=clock, tls_dir=tmp_path, upstream={"vars_interval": 5.0}
+    )
+    base = bridge.url
+    assert base.startswith("https://")
+    done: asyncio.Queue[int] = asyncio.Queue()
+    step = asyncio.Event()
+    tasks = [
+        asyncio.create_task(reference_client(base, rounds, step, done)) for _ in range(clients)
+    ]
+    errors = 0
+    for _round in range(rounds):
+        for _ in range(clients):
+            errors += await asyncio.wait_for(done.get(), 30)
+        await clock.advance(5.0)  # one interval between rounds
+        step.set()
+        step.clear()
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    await bridge.close()
+    assert errors == 0
+    queries = (await sim.stats())["vars_queries"]
+    for body in ("match=inverter", "match=meter", "match=livedata"):
+        assert 1 <= queries[body] <= rounds, (body, queries)
+    # Without sharing it would be clients x rounds = 30 per query. The uptime is held
+    # by the device read (/sys/info/*): answered from memory, it costs nothing more.
+    assert "name=/sys/info/uptime" not in queries
+    assert 1 <= queries["match=/sys/info/&fmt=obj"] <= rounds
 
 
 async def test_tls_listener_creates_and_reuses_its_certificate(tmp_path: Path) -> None:
     from bridge.host.tls import CERT_NAME, KEY_NAME, context_from_config
 
-    cfg = bridge_config("http://127.0.0.1:9", tmp_path)
+    cfg = bridge_config(UNREACHABLE, server={"state_dir": str(tmp_path)})
     context_from_config(cfg.server)
     cert, key = tmp_path / CERT_NAME, tmp_path / KEY_NAME
     assert key.stat().st_mode & 0o777 == 0o600
@@ -231,48 +236,44 @@ async def test_tls_listener_creates_and_reuses_its_certificate(tmp_path: Path) -
 
 
 async def test_set_with_writes_enabled_needs_the_token_and_is_sent_once_uncached(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
     token = "a-write-token-of-length"
-    async with running_simulator() as (_sim, url):
-        client = await bridge_for(
-            aiohttp_client, url, tmp_path, writes={"enabled": True, "token": token}
-        )
-        await login(client)
-        write = "set=/sys/info/ssid=Garage"
-        anonymous = await client.post("/vars", data=write)
-        assert anonymous.status == 401
-        assert (await sim_stats(url)).get("writes", 0) == 0
-        bad_shape = await client.post(
-            "/vars", data="set=ssid", headers={"Authorization": f"Bearer {token}"}
-        )
-        assert bad_shape.status == 400
-        for _ in range(2):  # never cached: each write reaches the PVS, once
-            done = await client.post(
-                "/vars", data=write, headers={"Authorization": f"Bearer {token}"}
-            )
-            assert done.status == 200
-            assert done.headers["X-Cache"] == "BYPASS"
-            assert json.loads(await done.read())["values"] == [
-                {"name": "/sys/info/ssid", "value": "Garage"}
-            ]
-        assert (await sim_stats(url))["writes"] == 2
-        seen = await client.post("/vars", data="name=/sys/info/ssid&fmt=obj")
-        assert json.loads(await seen.read()) == {"/sys/info/ssid": "Garage"}
+    sim = await start_simulator(**pvs_2025())
+    client = await start_bridge(sim.url, FAST_BACKOFF, writes={"enabled": True, "token": token})
+    await login(client)
+    write = "set=/sys/info/ssid=Garage"
+    anonymous = await client.post("/vars", data=write)
+    assert anonymous.status == 401
+    assert (await sim.stats()).get("writes", 0) == 0
+    bad_shape = await client.post(
+        "/vars", data="set=ssid", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert bad_shape.status == 400
+    for _ in range(2):  # never cached: each write reaches the PVS, once
+        done = await client.post("/vars", data=write, headers={"Authorization": f"Bearer {token}"})
+        assert done.status == 200
+        assert done.headers["X-Cache"] == "BYPASS"
+        assert json.loads(await done.read())["values"] == [
+            {"name": "/sys/info/ssid", "value": "Garage"}
+        ]
+    assert (await sim.stats())["writes"] == 2
+    seen = await client.post("/vars", data="name=/sys/info/ssid&fmt=obj")
+    assert json.loads(await seen.read()) == {"/sys/info/ssid": "Garage"}
 
 
 async def test_a_query_that_matches_nothing_is_shared_like_any_other(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
     clock = FakeClock()
-    async with running_simulator(clock) as (_sim, url):
-        client = await bridge_for(aiohttp_client, url, tmp_path, clock=clock)
-        await login(client)
-        states = []
-        for _ in range(5):
-            answer = await client.post("/vars", data="name=/sys/nothing/here")
-            assert answer.status == 400  # as the PVS said it
-            states.append(answer.headers["X-Cache"])
-        assert states == ["MISS", "HIT", "HIT", "HIT", "HIT"]
-        queries = (await sim_stats(url))["vars_queries"]
-        assert queries.get("name=/sys/nothing/here") == 1
+    sim = await start_simulator(clock, **pvs_2025())
+    client = await start_bridge(sim.url, FAST_BACKOFF, clock=clock)
+    await login(client)
+    states = []
+    for _ in range(5):
+        answer = await client.post("/vars", data="name=/sys/nothing/here")
+        assert answer.status == 400  # as the PVS said it
+        states.append(answer.headers["X-Cache"])
+    assert states == ["MISS", "HIT", "HIT", "HIT", "HIT"]
+    queries = (await sim.stats())["vars_queries"]
+    assert queries.get("name=/sys/nothing/here") == 1
