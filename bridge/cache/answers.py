@@ -18,7 +18,14 @@ from collections.abc import Awaitable, Callable
 
 from cachetools import TLRUCache
 
-from bridge.cache.entries import STALE_WARNING, Entry, Lookup, TooStale
+from bridge.cache.entries import (
+    REFRESH_HISTORY,
+    STALE_WARNING,
+    Entry,
+    Lookup,
+    TooStale,
+    learned_grace,
+)
 from bridge.cache.refresh import RefreshAhead
 from bridge.clock import Clock
 from bridge.flight import SingleFlight
@@ -51,11 +58,14 @@ class AnswerCache:
         idle_after: float,
         backoff_wait: Callable[[], float] = lambda: 0.0,
         keeps: Callable[[Answer], bool] = keeps_data_and_refusals,
+        refresh_cap: Callable[[ProxyRequest], float] = lambda _request: 0.0,
     ) -> None:
         self.clock = clock
         self._keeps = keeps
         self._fetch = fetch
         self._ttl_for = ttl_for
+        self._refresh_cap = refresh_cap  # the longest a refresh may be expected to take
+        self._backoff_wait = backoff_wait
         self.max_stale = max_stale
         # Entries vanish once they are too old to be served even as stale data.
         self._entries: TLRUCache[str, Entry] = TLRUCache(
@@ -94,7 +104,11 @@ class AnswerCache:
             if request.route.cache is CacheClass.REFRESH:
                 self.refresh.ensure(entry)
             self.counts["HIT"] += 1
-            return Lookup(entry.answer, "HIT", age, entry.ttl - age)
+            return Lookup(entry.answer, "HIT", age, entry.fresh_until - age)
+        if age < entry.fresh_until and self._backoff_wait() <= 0:
+            self._revalidate(entry)  # its successor is (now) on its way, on schedule
+            self.counts["HIT"] += 1
+            return Lookup(entry.answer, "HIT", age, entry.fresh_until - age)
         if age <= self.max_stale:
             self._revalidate(entry)
             self.counts["STALE"] += 1
@@ -117,9 +131,11 @@ class AnswerCache:
             stored.last_access = self.clock.monotonic()
             self.refresh.ensure(stored)
         age = self.clock.monotonic() - answer.fetched_at
-        # Only an answer the cache holds may be called fresh for a while.
-        held = stored is not None and stored.answer is answer
-        return Lookup(answer, "MISS", age, max(0.0, self._ttl_for(request) - age) if held else 0.0)
+        # Only an answer the cache holds may be called fresh for a while; a client that
+        # just waited for it is told what is left of its interval (the refresh's grace
+        # is for answers held while their successor is on its way).
+        fresh_for = stored.ttl - age if stored is not None and stored.answer is answer else 0
+        return Lookup(answer, "MISS", age, max(0.0, fresh_for))
 
     async def prefetch(self, request: ProxyRequest) -> None:
         """Fill the cache without counting as client interest (used to warm up at start)."""
@@ -132,6 +148,7 @@ class AnswerCache:
         return await self._flights.run(request.target, lambda: self._fetch_and_store(request))
 
     async def _fetch_and_store(self, request: ProxyRequest) -> Answer:
+        started = self.clock.monotonic()
         try:
             answer = await self._fetch(request)
         except Rejected as rejected:
@@ -145,11 +162,29 @@ class AnswerCache:
         previous = self._entries.get(request.target)
         if previous is not None and previous.answer.ok and not answer.ok:
             return answer  # a refusal never replaces good data; passed on, not kept
-        last_access = previous.last_access if previous else float("-inf")
-        self._store(Entry(request, answer, self._ttl_for(request), last_access))
+        self._store(self._entry(request, answer, previous, self.clock.monotonic() - started))
         if len(self._last_good_at) > 4 * (self._entries.maxsize or 1):
             self._last_good_at.clear()  # bounded: only a hint for error messages
         return answer
+
+    def _entry(
+        self, request: ProxyRequest, answer: Answer, previous: Entry | None, took: float
+    ) -> Entry:
+        """The new entry, with what the refreshes before it taught about their duration."""
+        history = ((previous.took if previous else ()) + (took,))[-REFRESH_HISTORY:]
+        landed = self.clock.monotonic()
+        on_time = None
+        if previous is not None:
+            on_time = landed - previous.answer.fetched_at <= previous.fresh_until
+        return Entry(
+            request,
+            answer,
+            self._ttl_for(request),
+            previous.last_access if previous else float("-inf"),
+            learned_grace(history, self._refresh_cap(request)),
+            history,
+            on_time,
+        )
 
     def _store(self, entry: Entry) -> None:
         key = entry.request.target
@@ -175,18 +210,7 @@ class AnswerCache:
         now = self.clock.monotonic()
         rows: list[dict[str, object]] = []
         for key, entry in list(self._entries.items()):
-            age = now - entry.answer.fetched_at
-            rows.append(
-                {
-                    "key": key,
-                    "name": entry.request.name,
-                    "age_s": round(age, 1),
-                    "ttl_s": entry.ttl,
-                    "state": "fresh" if age < entry.ttl else "stale",
-                    "bytes": len(entry.answer.body),
-                    "refresh_ahead": key in self.refresh,
-                }
-            )
+            rows.append(entry.describe(now - entry.answer.fetched_at, key in self.refresh))
         return rows
 
     def preload(self, request: ProxyRequest, answer: Answer) -> None:

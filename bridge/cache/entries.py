@@ -29,14 +29,55 @@ class TooStale(UpstreamError):
         self.age = age
 
 
+# How many recent refresh times an entry remembers, and the margin on the longest: an
+# answer stays fresh while its successor is on its way, for as long as refreshes take.
+REFRESH_HISTORY = 5
+REFRESH_MARGIN = 1.5
+
+
 @dataclass
 class Entry:
-    """A good answer, how long it stays fresh, and when a client last asked for it."""
+    """A good answer, how long it stays fresh, and when a client last asked for it.
+
+    `ttl` is the refresh interval; `grace` is how long a refresh is expected to take
+    (learned from `took`, the last few refreshes, start to landing, queue included).
+    The answer is fresh while its age is below `ttl + grace`, and the refresh is not
+    failing: with one read per interval, the newest data's age runs up to the interval
+    plus the time the PVS takes, and calling that stale would be crying wolf.
+    """
 
     request: ProxyRequest
     answer: Answer
     ttl: float
     last_access: float
+    grace: float = 0.0
+    took: tuple[float, ...] = ()
+    on_time: bool | None = None  # whether this answer landed before its predecessor expired
+
+    @property
+    def fresh_until(self) -> float:
+        """The age up to which the answer is fresh while its refresh is on schedule."""
+        return self.ttl + self.grace
+
+    def describe(self, age: float, refreshing: bool) -> dict[str, object]:
+        """The entry for /health: age, interval, learned refresh time, on time or not."""
+        return {
+            "key": self.request.target,
+            "name": self.request.name,
+            "age_s": round(age, 1),
+            "ttl_s": self.ttl,
+            "refresh_time_s": round(max(self.took, default=0.0), 2),
+            "fresh_until_age_s": round(self.fresh_until, 1),
+            "last_refresh_on_time": self.on_time,
+            "state": "fresh" if age < self.fresh_until else "stale",
+            "bytes": len(self.answer.body),
+            "refresh_ahead": refreshing,
+        }
+
+
+def learned_grace(took: tuple[float, ...], cap: float) -> float:
+    """The expected refresh time: the longest recent one with a margin, bounded by `cap`."""
+    return min(cap, REFRESH_MARGIN * max(took, default=0.0))
 
 
 class Lookup(NamedTuple):

@@ -1,8 +1,9 @@
-"""Refresh-ahead: REFRESH-class entries (the device list) are renewed before they expire.
+"""Refresh-ahead: REFRESH-class entries (the device list) are renewed on a fixed schedule.
 
 One loop per entry, started by the first client that reads it and ended once clients
-have been quiet for `idle_after`: a refresh starts shortly before expiry, never twice
-within a TTL, and never while the backoff holds attempts.
+have been quiet for `idle_after`: a refresh starts one interval after the last read
+started (never two within an interval), and never while the backoff holds attempts.
+The answer it replaces stays fresh while the refresh is on its way.
 """
 
 from __future__ import annotations
@@ -75,11 +76,16 @@ class RefreshAhead:
                 log.exception("refresh of %s failed unexpectedly", request.name)
 
     def due(self, entry: Entry, now: float) -> float:
-        """When the next refresh should start: ahead of expiry, never twice within a TTL."""
-        key = entry.request.target
-        lead = min(entry.answer.elapsed + 1.0, entry.ttl / 2)
-        due = entry.answer.fetched_at + entry.ttl - lead
-        due = max(due, self._last_start.get(key, float("-inf")) + entry.ttl)
+        """When the next refresh starts: one interval after the last read started.
+
+        Start to start, never closer: the PVS sees one read per interval. No lead is
+        taken off it: while the refresh is on its way the held answer stays fresh for as
+        long as refreshes are known to take (see `Entry.fresh_until`).
+        """
+        last_start = max(
+            entry.answer.fetched_at, self._last_start.get(entry.request.target, float("-inf"))
+        )
+        due = last_start + entry.ttl
         wait = self._backoff_wait()
         return max(due, now + wait) if wait > 0 else due
 

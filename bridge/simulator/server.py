@@ -46,6 +46,9 @@ class SimulatorOptions:
     swver: str = "2024.6, Build 61707"
     build: int = 61707
     session_ttl: float = 300.0
+    # Latency on the simulator's own clock (a FakeClock in tests) instead of real time, so
+    # a test can play minutes of a slow PVS in fake time, exactly.
+    latency_on_clock: bool = False
     # 2025: what the login's body carries beside the cookie: "session" (as the PVS does),
     # "empty-object" ({}) or "none" (no body at all): the cookie alone must be enough.
     login_body: str = "session"
@@ -179,7 +182,9 @@ class Simulator:
 
     async def _delay(self, slow: bool) -> None:
         latency = self.options.latency if slow else self.options.latency / 10
-        if latency > 0:
+        if latency > 0 and self.options.latency_on_clock:
+            await self.clock.sleep(latency)
+        elif latency > 0:
             await asyncio.sleep(latency)
 
     async def _dl_cgi(self, request: web.Request) -> web.Response:

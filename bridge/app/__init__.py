@@ -1,23 +1,20 @@
 """The application factory: every part built once, finished, and wired in one place.
 
-Layers (see docs/architecture.md): `web` answers clients, `cache` keeps answers, `pvs`
-is the only code that reaches the PVS, `site` is the pure model of the system, `host`
-is the Pi itself. Only this module (and the CLI, which runs it) sees all of them.
+Layers (docs/architecture.md): `web` answers clients, `cache` keeps answers, `pvs` is
+the only code that reaches the PVS, `site` is the pure model, `host` is the Pi itself.
+Only this module (and the CLI, which runs it) sees all of them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.cache import warmstore
+from bridge.app.lifecycle import background, upstream_session, warm_store
 from bridge.cache.answers import AnswerCache
 from bridge.clock import Clock
 from bridge.config import Config
@@ -28,7 +25,7 @@ from bridge.pvs.client import Upstream
 from bridge.pvs.firmware import FirmwareBackend, firmware_backend
 from bridge.pvs.gate import Gate
 from bridge.pvs.record import HealthRecord
-from bridge.pvs.requests import DEVICE_LIST, CacheClass, ProxyRequest
+from bridge.pvs.requests import CacheClass, ProxyRequest
 from bridge.web import keys
 from bridge.web.client_sessions import ClientSessions
 from bridge.web.cors import CorsPolicy
@@ -43,8 +40,6 @@ from bridge.web.routes import Handlers, add_routes
 from bridge.web.vars_api import VarsService
 
 log = logging.getLogger(__name__)
-
-LOGOUT_GRACE = 5.0  # seconds a stopping bridge gives its PVS logout
 
 
 def create_app(
@@ -92,7 +87,7 @@ def create_app(
     app[keys.DEVICES], app[keys.HEALTH], app[keys.METRICS] = backend.devices, health, metrics
     app[keys.LIFECYCLE] = lifecycle
     app.on_shutdown.append(lifecycle.begin_shutdown)
-    app.cleanup_ctx.extend([_upstream_session, _warm_store, _background])
+    app.cleanup_ctx.extend([upstream_session, warm_store, background])
     return app
 
 
@@ -132,6 +127,12 @@ def _answer_cache(
     def ttl_for(request: ProxyRequest) -> float:
         return settings.ttl.get(request.name, ttls[request.route.cache])
 
+    up = config.upstream
+
+    def refresh_cap(request: ProxyRequest) -> float:
+        # A refresh waits its paced turn, then the command's own timeout at most.
+        return up.min_interval + (up.devicelist_timeout if request.route.slow else up.timeout)
+
     return AnswerCache(
         clock,
         backend.fetch,
@@ -140,6 +141,7 @@ def _answer_cache(
         max_stale=settings.max_stale,
         idle_after=settings.idle_after,
         backoff_wait=backoff.wait_seconds,
+        refresh_cap=refresh_cap,
     )
 
 
@@ -169,6 +171,7 @@ def _vars_api(
         # "Nothing matched" (400) is an answer too: a client repeating a query that
         # matches nothing must not reach the PVS more often than a good one.
         keeps=lambda answer: answer.ok or answer.status == 400,
+        refresh_cap=lambda _request: config.upstream.min_interval + config.upstream.timeout,
     )
     clients = config.clients
     return VarsService(
@@ -182,62 +185,3 @@ def _vars_api(
         limiter=limiter,
         metrics=metrics,
     )
-
-
-async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
-    await app[keys.UPSTREAM].start()
-    yield
-    await app[keys.CACHE].close()
-    await app[keys.VARS_CACHE].close()
-    # Log out of the PVS (it is reported to leak sessions), but never hold up a stop for
-    # it: the logout waits its paced turn like any request, and the PVS may be hanging.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(LOGOUT_GRACE):
-            await app[keys.BACKEND].close()
-    await app[keys.UPSTREAM].close()
-
-
-async def _warm_store(app: web.Application) -> AsyncIterator[None]:
-    """The last good DeviceList survives a restart (see cache.warmstore)."""
-    config, upstream, devices = app[keys.CONFIG], app[keys.UPSTREAM], app[keys.DEVICES]
-    if not config.cache.warm_start:
-        yield
-        return
-
-    def loaded(answer: Answer) -> None:
-        upstream.record.remember_success(answer.fetched_wall)
-        devices.adopt(answer)
-
-    state_dir = Path(config.server.state_dir)
-    async with warmstore.kept_warm(
-        state_dir, app[keys.CACHE], app[keys.CLOCK], upstream.base_url, loaded
-    ):
-        yield
-
-
-async def _background(app: web.Application) -> AsyncIterator[None]:
-    """Warm the device list at start and log a one-line summary per interval."""
-    config = app[keys.CONFIG]
-    tasks: list[asyncio.Task[None]] = []
-    # Not when the stored DeviceList is still fresh: a service restarted (or restarting in
-    # a loop) must not cost the PVS a DeviceList each time.
-    if config.cache.warm_start and not app[keys.CACHE].holds_fresh(DEVICE_LIST):
-        tasks.append(asyncio.create_task(app[keys.CACHE].prefetch(DEVICE_LIST), name="warm start"))
-    interval = config.server.summary_interval
-    if interval > 0:
-        tasks.append(asyncio.create_task(_summaries(app, interval), name="summaries"))
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _summaries(app: web.Application, interval: float) -> None:
-    while True:
-        await app[keys.CLOCK].sleep(interval)
-        line = app[keys.METRICS].summary_since_last()
-        if line:
-            calls = sum(app[keys.UPSTREAM].stats.calls.values())
-            log.info("%s; upstream calls so far %d", line, calls)

@@ -1,0 +1,80 @@
+"""What runs beside the requests, started and stopped with the application: the upstream
+client session, the warm store, the start-up warm-up and the log summaries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from bridge.cache import warmstore
+from bridge.pvs.answer import Answer
+from bridge.pvs.requests import DEVICE_LIST
+from bridge.web import keys
+
+log = logging.getLogger(__name__)
+
+LOGOUT_GRACE = 5.0  # seconds a stopping bridge gives its PVS logout
+
+
+async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+    await app[keys.UPSTREAM].start()
+    yield
+    await app[keys.CACHE].close()
+    await app[keys.VARS_CACHE].close()
+    # Log out of the PVS (it is reported to leak sessions), but never hold up a stop for
+    # it: the logout waits its paced turn like any request, and the PVS may be hanging.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LOGOUT_GRACE):
+            await app[keys.BACKEND].close()
+    await app[keys.UPSTREAM].close()
+
+
+async def warm_store(app: web.Application) -> AsyncIterator[None]:
+    """The last good DeviceList survives a restart (see cache.warmstore)."""
+    config, upstream, devices = app[keys.CONFIG], app[keys.UPSTREAM], app[keys.DEVICES]
+    if not config.cache.warm_start:
+        yield
+        return
+
+    def loaded(answer: Answer) -> None:
+        upstream.record.remember_success(answer.fetched_wall)
+        devices.adopt(answer)
+
+    state_dir = Path(config.server.state_dir)
+    async with warmstore.kept_warm(
+        state_dir, app[keys.CACHE], app[keys.CLOCK], upstream.base_url, loaded
+    ):
+        yield
+
+
+async def background(app: web.Application) -> AsyncIterator[None]:
+    """Warm the device list at start and log a one-line summary per interval."""
+    config = app[keys.CONFIG]
+    tasks: list[asyncio.Task[None]] = []
+    # Not when the stored DeviceList is still fresh: a service restarted (or restarting in
+    # a loop) must not cost the PVS a DeviceList each time.
+    if config.cache.warm_start and not app[keys.CACHE].holds_fresh(DEVICE_LIST):
+        tasks.append(asyncio.create_task(app[keys.CACHE].prefetch(DEVICE_LIST), name="warm start"))
+    interval = config.server.summary_interval
+    if interval > 0:
+        tasks.append(asyncio.create_task(_summaries(app, interval), name="summaries"))
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _summaries(app: web.Application, interval: float) -> None:
+    while True:
+        await app[keys.CLOCK].sleep(interval)
+        line = app[keys.METRICS].summary_since_last()
+        if line:
+            calls = sum(app[keys.UPSTREAM].stats.calls.values())
+            log.info("%s; upstream calls so far %d", line, calls)

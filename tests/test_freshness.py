@@ -1,0 +1,70 @@
+"""Refresh-ahead that gets ahead: with one read per interval, answers stay HIT while each
+refresh lands on schedule, and turn STALE (saying so) only when refreshes run late.
+
+The simulated PVS's latency runs on the same FakeClock as the bridge, so a minute of a
+slow PVS plays out exactly, in counts and orderings, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from aiohttp import ClientResponse
+
+from bridge.clock import FakeClock
+from tests.support import DEVICE_LIST, BridgeFactory, Client, SimulatorFactory
+
+CLIENTS = 50
+STEP = 0.25
+
+
+async def poll(
+    bridge: Client, clock: FakeClock, seconds: float, seen: Counter[str], warned: list[bool]
+) -> None:
+    """CLIENTS clients asking every STEP fake seconds for `seconds`; count X-Cache."""
+    for _ in range(round(seconds / STEP)):
+        asked = [asyncio.create_task(bridge.get(DEVICE_LIST)) for _ in range(CLIENTS)]
+        await asyncio.sleep(0.01)  # real sockets: answers from memory arrive at once
+        while not all(task.done() for task in asked):  # a MISS waits on the PVS's fake time
+            await clock.advance(0.05)
+            await asyncio.sleep(0.005)
+        for task in asked:
+            answer: ClientResponse = task.result()
+            assert answer.status == 200
+            seen[answer.headers["X-Cache"]] += 1
+            if answer.headers["X-Cache"] == "STALE":
+                warned.append("110" in answer.headers.get("Warning", ""))
+        await clock.advance(STEP)
+        await asyncio.sleep(0.002)
+
+
+async def test_a_pvs_that_answers_on_schedule_gives_hits_and_a_late_one_stale(
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
+) -> None:
+    clock = FakeClock()
+    simulator = await start_simulator(clock, latency=1.5, latency_on_clock=True)
+    bridge = await start_bridge(simulator.url, clock=clock, cache={"refresh": 3.0})
+    seen: Counter[str] = Counter()
+    warned: list[bool] = []
+    await poll(bridge, clock, 15.0, seen, warned)
+    served = sum(seen.values())
+    assert served == CLIENTS * round(15.0 / STEP)
+    assert seen["HIT"] >= 0.95 * served, seen
+    stats = await simulator.stats()
+    reads = stats["requests"]["DeviceList"]
+    assert reads <= 1 + 15.0 / 3.0
+    assert stats["min_gap_s"] >= 3.0  # start to start, at most one read per interval
+
+    # The PVS slows to 10 s per DeviceList: refreshes land late, and answers say so.
+    simulator.simulator.options.latency = 10.0
+    late: Counter[str] = Counter()
+    await poll(bridge, clock, 30.0, late, warned)
+    assert late["STALE"] > 0, late
+    assert warned and all(warned)
+    health = await (await bridge.get("/health")).json()
+    (entry,) = [row for row in health["cache"]["entries"] if row["name"] == "DeviceList"]
+    assert entry["ttl_s"] == 3.0
+    assert entry["refresh_time_s"] >= 10.0  # learned
+    assert entry["last_refresh_on_time"] is False
+    assert (await simulator.stats())["min_gap_s"] >= 3.0
