@@ -51,6 +51,7 @@ test: lint unit lab
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_hit.py
+	$(BIN)/python bench/bench_freshness.py
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
