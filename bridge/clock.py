@@ -10,6 +10,8 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 
 class Clock:
@@ -26,6 +28,10 @@ class Clock:
     async def sleep(self, seconds: float) -> None:
         """Wait this long (or not at all for zero or less)."""
         await asyncio.sleep(max(0.0, seconds))
+
+    def deadline(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """A block that raises TimeoutError once `seconds` have passed on this clock."""
+        return asyncio.timeout(max(0.0, seconds))
 
 
 class FakeClock(Clock):
@@ -55,6 +61,29 @@ class FakeClock(Clock):
     def sleepers(self) -> int:
         """How many sleepers are waiting for time to move (cancelled ones not counted)."""
         return sum(1 for _, _, future in self._sleepers if not future.done())
+
+    @asynccontextmanager
+    async def deadline(self, seconds: float) -> AsyncIterator[None]:
+        """TimeoutError in the block once fake time passes `seconds` (as asyncio.timeout)."""
+        task = asyncio.current_task()
+        assert task is not None, "deadline() needs a task"
+        expired = False
+
+        async def expire() -> None:
+            nonlocal expired
+            await self.sleep(seconds)
+            expired = True
+            task.cancel()
+
+        watcher = asyncio.create_task(expire())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if expired and task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            watcher.cancel()
 
     def jump(self, seconds: float) -> None:
         """Move time forward without waking anyone: plain time travel, for code that only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bridge.clock import FakeClock
 from tests.support import (
     DEVICE_LIST,
@@ -109,3 +111,24 @@ async def test_warm_start_fetches_devicelist_once_and_no_more_without_clients(
     first = await bridge.get(DEVICE_LIST)
     assert first.headers["X-Cache"] == "STALE"  # served at once from the warm-up
     assert first.headers["Age"] == "100"
+
+
+async def test_the_injected_clock_drives_upstream_timeouts(
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
+) -> None:
+    # A PVS that never answers: the request times out when 30 s pass on the bridge's
+    # clock (here a FakeClock moved by hand), not after 30 s of this machine's time.
+    clock = FakeClock()
+    sim = await start_simulator()
+    await sim.fault("hang")
+    bridge = await start_bridge(sim.url, clock=clock, upstream={"timeout": 30.0})
+    asked = asyncio.create_task(bridge.get(GET_COMM))
+    await asyncio.sleep(0.05)
+    await clock.advance(29.0)
+    assert not asked.done()
+    await clock.advance(2.0)
+    answer = await asyncio.wait_for(asked, 10)
+    assert answer.status == 504
+    document = await answer.json()
+    assert document["cause"] == "timeout"
+    assert "within 30 s" in document["message"]

@@ -130,14 +130,19 @@ class Upstream:
             total=send.timeout, connect=min(self.connect_timeout, send.timeout)
         )
         try:
-            async with self._session.request(
-                send.method,
-                self.base_url + target,
-                data=send.data,
-                headers=dict(send.headers),
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
+            # The injected clock's deadline (tests drive it); aiohttp's own total stays as
+            # the same bound on real time.
+            async with (
+                self.clock.deadline(send.timeout),
+                self._session.request(
+                    send.method,
+                    self.base_url + target,
+                    data=send.data,
+                    headers=dict(send.headers),
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as response,
+            ):
                 body = await response.read()
                 answer = Answer(
                     status=response.status,
