@@ -118,7 +118,12 @@ def main() -> int:
                     "--refresh",
                     "3600",
                 ],
-                env={**os.environ, "PVS_BRIDGE_SERVER_SUMMARY_INTERVAL": "0"},
+                env={
+                    **os.environ,
+                    "PVS_BRIDGE_SERVER_SUMMARY_INTERVAL": "0",
+                    "PVS_BRIDGE_SERVER_LISTEN_WS": "",
+                    "PVS_BRIDGE_UPSTREAM_WS_URL": "off",
+                },
                 **quiet,
             )
         )

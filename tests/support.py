@@ -114,13 +114,19 @@ class Sim:
 
 @contextlib.asynccontextmanager
 async def running_simulator(
-    clock: Clock | None = None, *, tls_dir: Path | None = None, **options: Any
+    clock: Clock | None = None,
+    *,
+    tls_dir: Path | None = None,
+    feed: bool = False,
+    **options: Any,
 ) -> AsyncIterator[Sim]:
-    """A simulator (no latency unless asked; HTTPS with `tls_dir`), stopped afterwards."""
+    """A simulator (no latency unless asked; HTTPS with `tls_dir`; its WebSocket live feed
+    on a port of its own with `feed`: `sim.simulator.feed_url`), stopped afterwards."""
     options.setdefault("latency", 0.0)
     simulator = sim_server.build(SimulatorOptions(**options), clock)
     context = tls_context(tls_dir, "pvs") if tls_dir is not None else None
-    runner, url = await sim_server.start(simulator, "127.0.0.1", 0, context)
+    ws_host, ws_port = ("127.0.0.1", 0) if feed else (None, None)
+    runner, url = await sim_server.start(simulator, "127.0.0.1", 0, context, ws_host, ws_port)
     try:
         async with aiohttp.ClientSession() as session:
             yield Sim(simulator, url, session)
@@ -135,10 +141,11 @@ def bridge_config(
     upstream_url: str, /, *presets: Sections, **sections: Mapping[str, Any]
 ) -> config.Config:
     """A test config: rate limit, warm start and log summaries off, no pacing (min_interval
-    0); then each preset, then the keyword sections, merged key by key."""
+    0), no upstream live feed (ws_url off); then each preset, then the keyword sections,
+    merged key by key."""
     overrides: dict[str, dict[str, Any]] = {
         "server": {"listen": ["127.0.0.1:8080"], "summary_interval": 0.0},  # never bound
-        "upstream": {"url": upstream_url, "min_interval": 0.0},
+        "upstream": {"url": upstream_url, "min_interval": 0.0, "ws_url": "off"},
         "cache": {"warm_start": False},
         "rate_limit": {"enabled": False},
     }

@@ -35,6 +35,8 @@ async def start_serve(upstream: str, state_dir: Path, port: int) -> asyncio.subp
         **os.environ,
         "PVS_BRIDGE_SERVER_STATE_DIR": str(state_dir),
         "PVS_BRIDGE_SERVER_SUMMARY_INTERVAL": "0",
+        "PVS_BRIDGE_SERVER_LISTEN_WS": "",
+        "PVS_BRIDGE_UPSTREAM_WS_URL": "off",
         "PVS_BRIDGE_SERVER_SHUTDOWN_GRACE": "3",
         "PVS_BRIDGE_RATE_LIMIT_ENABLED": "false",
         "PVS_BRIDGE_UPSTREAM_TIMEOUT": "60",

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.app.lifecycle import background, upstream_session, warm_store
+from bridge.app.lifecycle import background, live_feed, upstream_session, warm_store
+from bridge.app.live import build_live
 from bridge.cache.answers import AnswerCache
 from bridge.clock import Clock
 from bridge.config import Config
@@ -22,7 +23,7 @@ from bridge.host import interfaces
 from bridge.pvs.answer import Answer
 from bridge.pvs.backoff import Backoff
 from bridge.pvs.client import Upstream
-from bridge.pvs.firmware import FirmwareBackend, firmware_backend
+from bridge.pvs.firmware import FirmwareBackend, firmware_parts
 from bridge.pvs.gate import Gate
 from bridge.pvs.record import HealthRecord
 from bridge.pvs.requests import CacheClass, ProxyRequest
@@ -33,6 +34,7 @@ from bridge.web.dl_cgi import DlCgi
 from bridge.web.guard import Guards, Lifecycle
 from bridge.web.health import HealthReporter
 from bridge.web.home import HomePage
+from bridge.web.live import feed_app
 from bridge.web.metrics import Metrics, MetricsPage
 from bridge.web.policy import Policy
 from bridge.web.ratelimit import RateLimiter
@@ -53,7 +55,9 @@ def create_app(
     clock = clock or Clock()
     app = web.Application(client_max_size=config.server.max_request_bytes)
     upstream = _upstream(config, clock, jitter)
-    backend = firmware_backend(config.upstream, upstream, clock)
+    parts = firmware_parts(config.upstream, upstream, clock)
+    live = build_live(config, clock, upstream, parts)
+    backend = parts.backend(live.devices)
     cache = _answer_cache(config, clock, backend, upstream.backoff)
     limiter = RateLimiter(clock, config.rate_limit) if config.rate_limit.enabled else None
     metrics = Metrics()
@@ -66,7 +70,7 @@ def create_app(
         backend,
         limiter,
         lambda: interfaces.describe(config.upstream.interface, upstream_host),
-        more={"clients": vars_api.describe},
+        more={"clients": vars_api.describe, "live": live.describe, "pvs": live.reboots.describe},
     )
     lifecycle = Lifecycle()
     handlers = Handlers(
@@ -75,19 +79,20 @@ def create_app(
         metrics=MetricsPage(upstream, cache, metrics, health),
         home=HomePage(health, cache),
         vars_api=vars_api,
+        live=live.hub,
     )
-    add_routes(
-        app,
-        Guards(lifecycle, config.server.max_request_bytes),
-        handlers,
-        CorsPolicy(frozenset(config.cors.origins)),
-    )
+    guards = Guards(lifecycle, config.server.max_request_bytes)
+    add_routes(app, guards, handlers, CorsPolicy(frozenset(config.cors.origins)))
     app[keys.CONFIG], app[keys.CLOCK], app[keys.UPSTREAM] = config, clock, upstream
     app[keys.CACHE], app[keys.VARS_CACHE], app[keys.BACKEND] = cache, vars_api.cache, backend
     app[keys.DEVICES], app[keys.HEALTH], app[keys.METRICS] = backend.devices, health, metrics
-    app[keys.LIFECYCLE] = lifecycle
+    app[keys.LIFECYCLE], app[keys.FEED], app[keys.FEED_APP] = (
+        lifecycle,
+        live.feed,
+        feed_app(live.hub, guards),
+    )
     app.on_shutdown.append(lifecycle.begin_shutdown)
-    app.cleanup_ctx.extend([upstream_session, warm_store, background])
+    app.cleanup_ctx.extend([upstream_session, warm_store, live_feed, background])
     return app
 
 

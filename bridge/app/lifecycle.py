@@ -52,6 +52,17 @@ async def warm_store(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def live_feed(app: web.Application) -> AsyncIterator[None]:
+    """The one upstream WebSocket feed, for as long as the bridge runs."""
+    feed = app[keys.FEED]
+    task = asyncio.create_task(feed.run(), name="upstream feed")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await feed.close()
+
+
 async def background(app: web.Application) -> AsyncIterator[None]:
     """Warm the device list at start and log a one-line summary per interval."""
     config = app[keys.CONFIG]

@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run a simulator and a bridge on loopback")
     add_simulator_flags(demo, listen="127.0.0.1:8080", latency=3.0)
+    demo.add_argument(
+        "--bridge-ws",
+        default="127.0.0.1:9002",
+        metavar="HOST:PORT",
+        help="where the bridge serves the live feed (default %(default)s)",
+    )
     demo.set_defaults(handler=run_demo)
 
     check = commands.add_parser("check", help="diagnose an installation")

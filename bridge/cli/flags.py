@@ -23,6 +23,12 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen-tls", action="append", metavar="HOST:PORT", help="listen with TLS (repeatable)"
     )
+    parser.add_argument(
+        "--listen-ws",
+        action="append",
+        metavar="HOST:PORT",
+        help="serve the live WebSocket feed here (repeatable; 'none' for no feed listener)",
+    )
     parser.add_argument("--upstream", metavar="URL", help='PVS base URL, or "auto"')
     parser.add_argument(
         "--refresh", type=float, metavar="SECONDS", help="DeviceList refresh interval"
@@ -46,6 +52,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         put("server", "listen", list(args.listen))
     if getattr(args, "listen_tls", None):
         put("server", "listen_tls", list(args.listen_tls))
+    if getattr(args, "listen_ws", None):
+        put("server", "listen_ws", [item for item in args.listen_ws if item != "none"])
     if args.upstream:
         put("upstream", "url", args.upstream)
     if args.refresh is not None:

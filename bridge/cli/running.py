@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,6 +19,8 @@ from aiohttp import web
 from bridge import __version__, config
 from bridge.app import create_app
 from bridge.config import Config
+from bridge.host.tls import context_from_config
+from bridge.web import keys
 from bridge.web.runner import make_runner
 
 log = logging.getLogger("bridge")
@@ -47,30 +50,18 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
     app = create_app(cfg)
     runner = make_runner(app, cfg.server)
     await runner.setup()
-    urls: list[str] = []
+    # The live feed has a listener of its own (port 9002, as on the PVS), where "/" is
+    # the WebSocket; it shares the bridge's hub and guards.
+    feed_runner = make_runner(app[keys.FEED_APP], cfg.server)
+    await feed_runner.setup()
     try:
-        for item in cfg.server.listen:
-            host, port = config.parse_hostport(item, "server.listen")
-            site = web.TCPSite(runner, host, port, reuse_address=True)
-            try:
-                await site.start()
-            except OSError as error:
-                log.error("cannot listen on %s: %s", item, error.strerror or error)
-                return 1
-            urls.append(f"http://{item}")
+        urls = await _listen(runner, cfg.server.listen, "http", "server.listen")
         if cfg.server.listen_tls:
-            from bridge.host.tls import context_from_config
-
             context = context_from_config(cfg.server)
-            for item in cfg.server.listen_tls:
-                host, port = config.parse_hostport(item, "server.listen_tls")
-                site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=context)
-                try:
-                    await site.start()
-                except OSError as error:
-                    log.error("cannot listen on %s: %s", item, error.strerror or error)
-                    return 1
-                urls.append(f"https://{item}")
+            urls += await _listen(
+                runner, cfg.server.listen_tls, "https", "server.listen_tls", context
+            )
+        urls += await _listen(feed_runner, cfg.server.listen_ws, "ws", "server.listen_ws")
         log.info(
             "pvs-bridge %s serving %s for PVS %s", __version__, ", ".join(urls), cfg.upstream.url
         )
@@ -78,9 +69,37 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
             ready(urls)
         await wait_for_signal()
         log.info("shutting down")
+    except ListenError:
+        return 1
     finally:
+        await feed_runner.cleanup()
         await runner.cleanup()
     return 0
+
+
+class ListenError(Exception):
+    """An address could not be listened on (already logged)."""
+
+
+async def _listen(
+    runner: web.AppRunner,
+    items: tuple[str, ...],
+    scheme: str,
+    key: str,
+    context: ssl.SSLContext | None = None,
+) -> list[str]:
+    """Start a site per address; the URLs served."""
+    urls: list[str] = []
+    for item in items:
+        host, port = config.parse_hostport(item, key)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=context)
+        try:
+            await site.start()
+        except OSError as error:
+            log.error("cannot listen on %s: %s", item, error.strerror or error)
+            raise ListenError(item) from None
+        urls.append(f"{scheme}://{item}")
+    return urls
 
 
 async def wait_for_signal() -> None:

@@ -123,19 +123,28 @@ async def demo(args: argparse.Namespace, state_dir: str) -> int:
     """A simulator on a free loopback port and a bridge in front of it."""
     simulator = build_simulator(args)
     ws_host, ws_port = feed_address(args)
-    sim_runner, sim_url = await server.start(simulator, "127.0.0.1", 0, None, ws_host, ws_port)
+    sim_runner, sim_url = await server.start(
+        simulator, "127.0.0.1", 0, None, ws_host or "127.0.0.1", ws_port or 0
+    )
     cfg = config.load(
         None,
         environ={},
         overrides={
-            "server": {"listen": [args.listen], "state_dir": state_dir},
-            "upstream": {"url": sim_url},
+            "server": {
+                "listen": [args.listen],
+                "listen_ws": [args.bridge_ws],
+                "state_dir": state_dir,
+            },
+            "upstream": {"url": sim_url, "ws_url": simulator.feed_url or "off"},
             "cache": {"refresh": 15.0},
         },
     )
 
     def show(urls: list[str]) -> None:
-        print(demo_banner(urls[0], sim_url, simulator, args.firmware), flush=True)
+        banner = demo_banner(urls[0], sim_url, simulator, args.firmware)
+        print(
+            banner + f"  live feed:      ws://{args.bridge_ws}/  and  {urls[0]}/live\n", flush=True
+        )
 
     try:
         return await serve(cfg, ready=show)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bridge.flight import SingleFlight
@@ -34,12 +34,18 @@ class DeviceRead:
 
 
 ReadOnce = Callable[[], Awaitable[DeviceRead]]
+Listener = Callable[[DeviceRead], None]
 
 
 class DeviceReader:
-    """Holds the latest good device read; `read()` gets a new one (shared when concurrent)."""
+    """Holds the latest good device read; `read()` gets a new one (shared when concurrent).
 
-    def __init__(self) -> None:
+    Every good read with a snapshot goes to each listener (the consumers of the data:
+    reboot watch, derived live frames, ...); a listener's error is logged, never raised.
+    """
+
+    def __init__(self, listeners: Sequence[Listener] = ()) -> None:
+        self._listeners = tuple(listeners)
         self.latest: DeviceRead | None = None
         self._flight: SingleFlight[str, Answer] = SingleFlight()
         self.reads = 0
@@ -64,7 +70,16 @@ class DeviceReader:
         if found.snapshot is not None or previous is None:
             self.latest = found
         self.reads += 1
+        if found.snapshot is not None:
+            self._tell(found)
         return found.answer
+
+    def _tell(self, found: DeviceRead) -> None:
+        for listener in self._listeners:
+            try:
+                listener(found)
+            except Exception:
+                log.exception("a consumer of the device read failed")
 
     def forget_variables(self) -> None:
         """A write may have changed held variables: serve none until the next read."""

@@ -7,6 +7,7 @@ always goes through it, so every consumer shares one read per refresh.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from bridge.clock import Clock
@@ -17,12 +18,13 @@ from bridge.pvs.client import Upstream
 from bridge.pvs.credentials import derive_password
 from bridge.pvs.detect import NEW, FirmwareDetector
 from bridge.pvs.devices import DeviceRead, DeviceReader
-from bridge.pvs.errors import BadAnswer
+from bridge.pvs.errors import BadAnswer, UpstreamError
 from bridge.pvs.requests import DL_CGI, ProxyRequest
 from bridge.pvs.session import UpstreamSession
 from bridge.pvs.translated import Translator
 
 T = TypeVar("T")
+TELEMETRY_ON = "/vars?set=/sys/telemetryws/enable=1"
 
 
 def _same(answer: Answer) -> Answer:
@@ -130,8 +132,38 @@ class FirmwareBackend:
         return described
 
 
-def firmware_backend(config: UpstreamConfig, upstream: Upstream, clock: Clock) -> FirmwareBackend:
-    """The backend for this config: pass-through on legacy, translation on 2025 firmware."""
+@dataclass(frozen=True)
+class FirmwareParts:
+    """What speaks either firmware, built before the backend that dispatches between them
+    (the live feed's telemetry switch needs the translator before the device reader)."""
+
+    legacy: PassThrough
+    detector: FirmwareDetector
+    translator: Translator
+    password: Callable[[], Awaitable[str]]
+
+    def backend(self, devices: DeviceReader) -> FirmwareBackend:
+        """The backend, reading devices through `devices`."""
+        return FirmwareBackend(self.legacy, self.detector, self.translator, devices, self.password)
+
+    async def enable_telemetry(self) -> bool:
+        """Switch the PVS's WebSocket feed on (2025.10+ turns it off at every reboot).
+
+        False when this PVS has no such switch (legacy firmware, a PVS5: 400/404), so the
+        feed stops asking; an error raises (the feed retries later).
+        """
+        if await self.detector.detect() != NEW:
+            return False
+        answer = await self.translator.write_vars(TELEMETRY_ON)
+        if answer.status in (400, 404):
+            return False
+        if not answer.ok:
+            raise UpstreamError(f"the PVS answered the telemetry switch with HTTP {answer.status}")
+        return True
+
+
+def firmware_parts(config: UpstreamConfig, upstream: Upstream, clock: Clock) -> FirmwareParts:
+    """The parts for this config: pass-through on legacy, translation on 2025 firmware."""
     legacy = PassThrough(upstream, timeout=config.timeout, slow_timeout=config.devicelist_timeout)
     detector = FirmwareDetector(upstream, clock, config.firmware, config.timeout)
 
@@ -145,5 +177,4 @@ def firmware_backend(config: UpstreamConfig, upstream: Upstream, clock: Clock) -
         password_configured=bool(config.password),
         timeout=config.timeout,
     )
-    translator = Translator(legacy, session, clock)
-    return FirmwareBackend(legacy, detector, translator, DeviceReader(), password)
+    return FirmwareParts(legacy, detector, Translator(legacy, session, clock), password)

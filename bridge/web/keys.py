@@ -10,6 +10,7 @@ from bridge.clock import Clock
 from bridge.config import Config
 from bridge.pvs.client import Upstream
 from bridge.pvs.devices import DeviceReader
+from bridge.pvs.feed import UpstreamFeed
 from bridge.pvs.firmware import FirmwareBackend
 from bridge.web.guard import Lifecycle
 from bridge.web.health import HealthReporter
@@ -25,3 +26,6 @@ DEVICES = web.AppKey("devices", DeviceReader)
 HEALTH = web.AppKey("health", HealthReporter)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+FEED = web.AppKey("feed", UpstreamFeed)
+# The small application of the live-feed listener (server.listen_ws), run by the CLI.
+FEED_APP = web.AppKey("feed_app", web.Application)

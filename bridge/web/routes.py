@@ -16,6 +16,7 @@ from bridge.web.dl_cgi import DlCgi
 from bridge.web.guard import AtOnce, Guards, Handler, not_found
 from bridge.web.health import HealthReporter
 from bridge.web.home import HomePage
+from bridge.web.live import LiveHub, add_live_route
 from bridge.web.metrics import MetricsPage
 from bridge.web.vars_api import VarsService
 
@@ -29,6 +30,7 @@ class Handlers:
     metrics: MetricsPage
     home: HomePage
     vars_api: VarsService
+    live: LiveHub
 
 
 def add_routes(app: web.Application, guards: Guards, handlers: Handlers, cors: CorsPolicy) -> None:
@@ -48,4 +50,5 @@ def add_routes(app: web.Application, guards: Guards, handlers: Handlers, cors: C
     app.router.add_get("/auth", guards.wrap(vars_api.auth))
     app.router.add_get("/vars", guards.wrap(vars_api.vars))
     app.router.add_post("/vars", guards.wrap(vars_api.vars))
+    add_live_route(app, handlers.live, guards, cors)
     app.router.add_route("*", "/{anything:.*}", guards.wrap(not_found))

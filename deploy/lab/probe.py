@@ -4,6 +4,7 @@ Usage:
   probe.py devicelist URL N   the bridge serves DeviceList with N inverters
   probe.py health URL IFACE   /health is "ok" and names IFACE as the PVS side
   probe.py closed HOST PORT   nothing answers a TCP connection there (within 3 s)
+  probe.py feed URL           the live feed (ws://...) sends a power frame with pv_p
 Prints one short fact on success; exits 1 with the reason otherwise.
 """
 
@@ -49,12 +50,33 @@ def closed(host: str, port: int) -> str:
     raise SystemExit(f"{host}:{port} accepted a connection")
 
 
+def feed(url: str) -> str:
+    """Connect as pypvs does and read the first frame (the bridge sends all known fields)."""
+    import asyncio
+
+    import aiohttp
+
+    async def first_frame() -> str:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            message = await asyncio.wait_for(ws.receive(), 30)
+            return str(message.data)
+
+    text = asyncio.run(first_frame())
+    document = json.loads(text)
+    params = document.get("params", {})
+    if document.get("notification") != "power" or "pv_p" not in params:
+        raise SystemExit(f"{url}: not a power frame with pv_p: {text[:200]}")
+    return f"live feed frame pv_p={params['pv_p']}"
+
+
 def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "devicelist":
         print(devicelist(args[0], int(args[1])))
     elif command == "health":
         print(health(args[0], args[1]))
+    elif command == "feed":
+        print(feed(args[0]))
     elif command == "closed":
         print(closed(args[0], int(args[1])))
     else:

@@ -164,7 +164,7 @@ ip netns exec "$lan_ns" dnsmasq --conf-file=/dev/null --keep-in-foreground --use
   --dhcp-leasefile="$work/lan.leases" --log-dhcp --log-facility="$work/lan-dnsmasq.log" &
 pids+=($!)
 ip netns exec "$pvs_ns" "$venv/bin/pvs-bridge" simulate --listen "$pvs_addr:80" \
-  --inverters "$inverters" --latency 0.5 >"$work/simulator.log" 2>&1 &
+  --listen-ws "$pvs_addr:9002" --inverters "$inverters" --latency 0.5 >"$work/simulator.log" 2>&1 &
 pids+=($!)
 
 # --- boot the Pi -------------------------------------------------------------------------------
@@ -248,6 +248,11 @@ for port in 80 8080; do
     fail "DeviceList on :$port: $out"
 done
 facts+=("DeviceList=$inverters inverters on :80 and :8080")
+# The live feed from the LAN side, relayed from the simulated PVS's own feed (port 9002).
+retry 60 in_lan "$venv/bin/python" "$here/probe.py" feed "ws://$pi_lan_addr:9002/" ||
+  fail "live feed on :9002: $(in_lan "$venv/bin/python" "$here/probe.py" feed "ws://$pi_lan_addr:9002/" 2>&1)"
+out=$(in_lan "$venv/bin/python" "$here/probe.py" feed "ws://$pi_lan_addr:9002/") || fail "$out"
+facts+=("$out on :9002")
 health_fact=$(in_lan "$venv/bin/python" "$here/probe.py" health "http://$pi_lan_addr:8080/health" eth0)
 # upstream = "auto" (the role's default) must have found the PVS from eth0's lease.
 grep -q "upstream=http://$pvs_addr\b" <<<"$health_fact" || fail "upstream auto did not find the PVS: $health_fact"
@@ -277,11 +282,11 @@ out=$(in_pvs "$venv/bin/python" "$here/probe.py" closed "$router_addr" 53) ||
   fail "the PVS side reached the LAN through the Pi: $out"
 in_lan "$venv/bin/python" "$here/probe.py" closed "$router_addr" 53 >/dev/null 2>&1 &&
   fail "control: the LAN router's TCP 53 should answer inside the LAN"
-for port in 22 80 8080; do
+for port in 22 80 8080 9002; do
   out=$(in_pvs "$venv/bin/python" "$here/probe.py" closed "$pi_pvs_addr" "$port") ||
     fail "the PVS side reached the Pi's port $port: $out"
 done
-facts+=("PVS side cannot reach the LAN through the Pi, nor the Pi's ports 22/80/8080")
+facts+=("PVS side cannot reach the LAN through the Pi, nor the Pi's ports 22/80/8080/9002")
 
 # A PVS address off eth0's subnet (some units use 172.27.152.1) would follow the default
 # route into the home LAN, as every poll would with the PVS cable out. The firewall must

@@ -1,0 +1,61 @@
+"""The live data's wiring: the hub clients connect to, the one upstream feed that fills
+it, the reboot watch that re-arms the feed, and frames derived from each device read
+whenever the PVS's own feed is silent or absent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.clock import Clock
+from bridge.config import Config
+from bridge.pvs.backoff import Backoff
+from bridge.pvs.client import Upstream
+from bridge.pvs.devices import DeviceRead, DeviceReader
+from bridge.pvs.feed import UpstreamFeed
+from bridge.pvs.feed_connect import resolve_url
+from bridge.pvs.firmware import FirmwareParts
+from bridge.pvs.reboots import RebootWatch
+from bridge.web.live import LiveHub
+
+
+@dataclass(frozen=True)
+class Live:
+    """The live-data parts, built together."""
+
+    hub: LiveHub
+    feed: UpstreamFeed
+    reboots: RebootWatch
+    devices: DeviceReader
+
+    def describe(self) -> dict[str, object]:
+        """/health's `live` section: where live data comes from, its age, the feed."""
+        return {**self.hub.describe(), "upstream_feed": self.feed.describe()}
+
+
+def build_live(config: Config, clock: Clock, upstream: Upstream, parts: FirmwareParts) -> Live:
+    """The hub, the feed and the device reader whose reads re-arm and stand in for it."""
+    up = config.upstream
+    hub = LiveHub(clock, max_clients=config.server.ws_max_clients, silence=up.ws_silence)
+
+    def pvs_answering() -> bool:
+        # Not known to be failing: a PVS that is down is not asked to switch anything on.
+        return upstream.backoff.consecutive_failures == 0
+
+    feed = UpstreamFeed(
+        resolve_url(up.ws_url, upstream.base_url),
+        clock,
+        Backoff(clock, initial=up.backoff_initial, maximum=up.backoff_max),
+        hub.publish,
+        enable=parts.enable_telemetry if up.ws_enable else None,
+        pvs_answering=pvs_answering,
+        silence=up.ws_silence,
+        connect_timeout=up.connect_timeout,
+    )
+    reboots = RebootWatch(clock, [feed.pvs_rebooted])
+
+    def derive(found: DeviceRead) -> None:
+        # The PVS's own frames win while they come (the hub skips these then).
+        if found.snapshot is not None:
+            hub.publish_derived(found.snapshot.totals, found.snapshot.taken_at)
+
+    return Live(hub, feed, reboots, DeviceReader([reboots.read, derive]))
