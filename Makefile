@@ -52,6 +52,7 @@ test: lint unit lab
 bench: $(STAMP)
 	$(BIN)/python bench/bench_hit.py
 	$(BIN)/python bench/bench_freshness.py
+	$(BIN)/python bench/bench_fanout.py
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
