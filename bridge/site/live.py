@@ -14,22 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from bridge.site.model import LiveTotals
+from bridge.site.model import LIVE_TOTALS, LiveTotals
 
 NOTIFICATION = "power"
 # A `time` above this is in milliseconds (1e11 s is the year 5138).
 MILLISECONDS_FROM = 1e11
-TOTAL_FIELDS = (
-    "pv_p",
-    "pv_en",
-    "net_p",
-    "net_en",
-    "site_load_p",
-    "site_load_en",
-    "ess_p",
-    "ess_en",
-    "soc",
-)
 
 
 @dataclass(frozen=True)
@@ -83,7 +72,7 @@ def merge(state: LiveState, params: Mapping[str, object]) -> LiveState:
 def from_totals(totals: LiveTotals, time: float) -> dict[str, object]:
     """A frame's params derived from a snapshot's totals (fields the site has, only)."""
     params: dict[str, object] = {"time": time}
-    for name in TOTAL_FIELDS:
+    for name in LIVE_TOTALS:
         value = getattr(totals, name)
         if value is not None:
             params[name] = value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 
@@ -101,6 +101,10 @@ class LiveTotals:
     ess_p: float | None = None
     ess_en: float | None = None
     soc: float | None = None
+
+
+# The totals' names, in the feed's order (the WebSocket frames and /sys/livedata use them).
+LIVE_TOTALS = tuple(item.name for item in fields(LiveTotals))
 
 
 @dataclass(frozen=True)

@@ -13,24 +13,13 @@ import re
 from collections.abc import Mapping
 
 from bridge.site import figures, timefmt
-from bridge.site.model import Device, Kind, Reading, Snapshot
+from bridge.site.model import LIVE_TOTALS, Device, Kind, Reading, Snapshot
 from bridge.site.totals import assemble
 
 DEVICE_VAR = re.compile(r"/sys/devices/(?P<kind>[a-z_]+)/(?P<index>\d+)/(?P<field>[A-Za-z0-9_]+)")
 INFO_PREFIX = "/sys/info/"
 VAR_KINDS = {"inverter": Kind.INVERTER, "meter": Kind.METER, "ess": Kind.ESS}
 IDENTITY_FIELDS = ("sn", "prodMdlNm", "msmtEps")  # printed first, as the PVS lists them
-LIVEDATA = (
-    "pv_p",
-    "pv_en",
-    "net_p",
-    "net_en",
-    "site_load_p",
-    "site_load_en",
-    "ess_p",
-    "ess_en",
-    "soc",
-)
 
 
 def group_devices(values: Mapping[str, str]) -> dict[str, list[dict[str, str]]]:
@@ -200,7 +189,7 @@ def render_livedata(snapshot: Snapshot) -> dict[str, str]:
     """`/sys/livedata/*` from the snapshot's derived totals (absent ones left out)."""
     totals = snapshot.totals
     values = {"/sys/livedata/time": str(int(snapshot.taken_at))}
-    for name in LIVEDATA:
+    for name in LIVE_TOTALS:
         value = getattr(totals, name)
         if value is not None:
             values[f"/sys/livedata/{name}"] = figures.number_text(value)
