@@ -47,7 +47,7 @@ def check_combinations(config: Config) -> list[str]:
         problems.append("upstream.backoff_max: must be at least upstream.backoff_initial")
     if writes.enabled and len(writes.token) < 16:
         problems.append("writes.token: writes are enabled, so a token of 16+ characters is needed")
-    for origin in config.cors.origins:
+    for origin in (*config.cors.origins, *config.cors.api_origins):
         if origin not in {"*", "null"} and "://" not in origin:
             problems.append(f"cors.origins: {origin!r} is not '*', 'null' or scheme://host")
     return problems

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+# Never returned, cached or logged: an entry starting with "/" is a variable's full name,
+# any other entry a part of a name (the PVS's own Wi-Fi key is readable on the device).
+DEFAULT_HIDDEN_VARS = ("/sys/info/wpa_key", "key", "psk", "pass", "secret", "token")
 DEFAULT_WRITE_COMMANDS = (
     "GridProfileRefresh",
     "SetCellPurchased",
@@ -50,6 +53,7 @@ class ServerConfig:
     summary_interval: float = key(60.0, minimum=0)
     shutdown_grace: float = key(5.0, minimum=0, maximum=60)
     max_request_bytes: int = key(4096, minimum=256, maximum=65536)
+    hostnames: tuple[str, ...] = key(())
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class CorsConfig:
     """[cors]: which browser origins may read the answers."""
 
     origins: tuple[str, ...] = key(("*",))
+    api_origins: tuple[str, ...] = key(())
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,9 @@ class ClientsConfig:
     trusted_lan: bool = key(False)
     session_ttl: float = key(300.0, minimum=1, maximum=86400)
     max_sessions: int = key(256, minimum=1, maximum=100000)
+    max_sessions_per_address: int = key(8, minimum=1, maximum=1000)
+    hidden_vars: tuple[str, ...] = key(DEFAULT_HIDDEN_VARS)
+    advertise_2025_build: bool = key(True)
 
 
 @dataclass(frozen=True)
