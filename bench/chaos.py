@@ -117,6 +117,7 @@ async def main(args: argparse.Namespace) -> None:
                 "devicelist_timeout": 3.0,
                 "backoff_initial": 1.0,
                 "backoff_max": 8.0,
+                "ws_url": "off",  # this run is about the HTTP side; no feed to connect to
             },
             "cache": {"refresh": 5.0, "max_stale": args.max_stale},
             "rate_limit": {"enabled": False},

@@ -115,7 +115,11 @@ class UpstreamFeed:
             delay = self.backoff.failed()
             self.connect_failures += 1
             self.phase = "backing_off"
-            log.warning(
+            # The first failure of a streak is worth a warning; the rest (a PVS5 has no
+            # feed at all) only for debugging, so the log is not a metronome.
+            first = self.backoff.consecutive_failures == 1
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
                 "PVS feed %s: connect failed (%s); next attempt in %.0f s",
                 shown_url(url),
                 str(error) or type(error).__name__,
