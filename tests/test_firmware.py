@@ -188,8 +188,13 @@ async def test_legacy_firmware_is_passed_through(
     )
     stats = await sim.stats()
     assert stats["requests"] == {"DeviceList": 1}  # detection cost nothing
-    vars_answer = await client.get("/vars?name=/sys/info/serialnum")
-    assert vars_answer.status == 404
+    # The 2025 client API on legacy firmware: from the device list in memory, no request.
+    vars_answer = await client.get("/vars?name=/sys/info/serialnum&fmt=obj")
+    assert vars_answer.status == 200
+    assert json.loads(await vars_answer.read()) == {
+        "/sys/info/serialnum": sim.simulator.site.serial
+    }
+    assert (await sim.stats())["requests"] == {"DeviceList": 1}
 
 
 async def test_expired_session_is_renewed_once(

@@ -33,6 +33,7 @@ from bridge.web.cors import CorsPolicy
 from bridge.web.dl_cgi import DlCgi
 from bridge.web.guard import Guards, Lifecycle
 from bridge.web.health import HealthReporter
+from bridge.web.hidden import HiddenVars
 from bridge.web.home import HomePage
 from bridge.web.live import feed_app
 from bridge.web.metrics import Metrics, MetricsPage
@@ -158,12 +159,19 @@ def _vars_api(
     limiter: RateLimiter | None,
     metrics: Metrics,
 ) -> VarsService:
-    """The 2025 client API, with its own cache of the queries it must ask the PVS."""
+    """The 2025 client API, with its own cache of the queries it must ask the PVS.
+
+    What the PVS answers loses the hidden variables before that cache keeps it.
+    """
     interval = config.upstream.vars_interval
+    clients = config.clients
+    hidden = HiddenVars(clients.hidden_vars)
+    backend.devices.withhold(hidden.hides)  # not even kept in memory
 
     async def fetch(request: ProxyRequest) -> Answer:
         pre_login = request.route.name == "vars (pre-login)"
-        return await backend.translator.vars_query(request.target, session=not pre_login)
+        answer = await backend.translator.vars_query(request.target, session=not pre_login)
+        return hidden.answer_without(answer)
 
     vars_cache = AnswerCache(
         clock,
@@ -178,7 +186,6 @@ def _vars_api(
         keeps=lambda answer: answer.ok or answer.status == 400,
         refresh_cap=lambda _request: config.upstream.min_interval + config.upstream.timeout,
     )
-    clients = config.clients
     return VarsService(
         clients,
         config.writes,
@@ -186,7 +193,9 @@ def _vars_api(
         devices=backend.devices,
         device_cache=device_cache,
         vars_cache=vars_cache,
-        sessions=ClientSessions(clock, ttl=clients.session_ttl, max_sessions=clients.max_sessions),
+        sessions=ClientSessions.from_config(clock, clients),
+        hidden=hidden,
+        password_configured=bool(config.upstream.password),
         limiter=limiter,
         metrics=metrics,
     )

@@ -13,24 +13,44 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from bridge.flight import SingleFlight
 from bridge.pvs.answer import Answer
 from bridge.pvs.errors import Rejected
-from bridge.site import SiteDataError, Snapshot
+from bridge.site import SiteDataError, Snapshot, figures, render_vars
 from bridge.site.legacy import parse_device_list
+from bridge.site.varserver import INFO_PREFIX
 
 log = logging.getLogger(__name__)
+
+# The PVS's own secrets (its Wi-Fi key): never kept in memory, whatever a read brought.
+SECRET_VARS = frozenset(INFO_PREFIX + field for field in figures.INFO_SECRETS)
+# /sys/info fields varserver clients read (pypvs: before logging in, and every poll) that
+# a legacy device list has no source for: in the rendered tree, empty, so that they work.
+NO_LEGACY_SOURCE = ("flash_usage", "lmac", "ram_usage", "ssid", "sys_type")
 
 
 @dataclass(frozen=True)
 class DeviceRead:
-    """One good device read: the answer as sent, its snapshot, and (2025) the raw variables."""
+    """One good device read: the answer as sent, its snapshot, and (2025) the raw variables
+    (without the PVS's secrets)."""
 
     answer: Answer
     snapshot: Snapshot | None
     variables: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.variables is not None and not SECRET_VARS.isdisjoint(self.variables):
+            kept = {k: v for k, v in self.variables.items() if k not in SECRET_VARS}
+            object.__setattr__(self, "variables", kept)
+
+    @cached_property
+    def rendered(self) -> Mapping[str, str] | None:
+        """The snapshot as the varserver tree (`/sys/info`, `/sys/devices`, `/sys/livedata`),
+        rendered once per read, when first asked for (None without a snapshot)."""
+        return None if self.snapshot is None else varserver_tree(self.snapshot)
 
 
 ReadOnce = Callable[[], Awaitable[DeviceRead]]
@@ -49,6 +69,11 @@ class DeviceReader:
         self.latest: DeviceRead | None = None
         self._flight: SingleFlight[str, Answer] = SingleFlight()
         self.reads = 0
+        self._withheld: Callable[[str], bool] = _nothing
+
+    def withhold(self, hidden: Callable[[str], bool]) -> None:
+        """Never keep a variable for which `hidden` is true (`clients.hidden_vars`)."""
+        self._withheld = hidden
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -67,6 +92,9 @@ class DeviceReader:
         why = suspicious_change(previous, found.snapshot)
         if why is not None:
             raise Rejected(f"DeviceList answer rejected: {why}")
+        if found.variables is not None:
+            kept = {k: v for k, v in found.variables.items() if not self._withheld(k)}
+            found = replace(found, variables=kept)
         if found.snapshot is not None or previous is None:
             self.latest = found
         self.reads += 1
@@ -90,6 +118,23 @@ class DeviceReader:
         """Take a stored legacy answer (warm start) as the latest read, if none is newer."""
         if self.latest is None:
             self.latest = DeviceRead(answer, legacy_snapshot(answer))
+
+
+def _nothing(_name: str) -> bool:
+    return False
+
+
+def varserver_tree(snapshot: Snapshot) -> dict[str, str]:
+    """`render_vars`, plus (legacy) the /sys/info fields clients need but nothing gives."""
+    values = render_vars(snapshot)
+    supervisor = snapshot.supervisor
+    if supervisor is None or not supervisor.legacy_shaped:
+        return values
+    info = {name: text for name, text in values.items() if name.startswith(INFO_PREFIX)}
+    for field in NO_LEGACY_SOURCE:
+        info.setdefault(INFO_PREFIX + field, "")
+    rest = {name: text for name, text in values.items() if name not in info}
+    return dict(sorted(info.items())) | rest
 
 
 def legacy_snapshot(answer: Answer) -> Snapshot | None:

@@ -9,6 +9,8 @@ What it does, as reported for PVS6 build 61840+ (see docs/pvs-api.md section 2):
   401 without a session except for the few `/sys/info/` names clients read before
   logging in, 400 when nothing matches; `set=/name=value` with a session changes a
   variable (the answer's shape is this simulator's guess: the list form of that one);
+- `/sys/info/wpa_key` (the PVS's Wi-Fi key) is readable with a session, as on the PVS:
+  `SIMULATED_WIFI_KEY`, so tests can prove that it never gets through the bridge;
 - every `Command=` answers the 403 body, even with a session; the other path-style
   endpoints need a session.
 The values are the legacy mode's, renamed: one site model, two ways to read it.
@@ -39,6 +41,10 @@ MAX_SESSIONS = 64
 MAX_BODY = 1024
 DEFAULT_SWVER = "2025.09, Build 61845"
 DEFAULT_BUILD = 61845
+# The PVS's own Wi-Fi key, readable by any logged-in client on a real PVS: a fake one,
+# recognisable, so tests can prove the bridge never lets it out.
+WPA_KEY_VAR = "/sys/info/wpa_key"
+SIMULATED_WIFI_KEY = "SIMULATED-WIFI-KEY-1234"
 
 # varserver field -> legacy DeviceList field, per device kind (the simulator's own table).
 INVERTER_FIELDS = {
@@ -233,6 +239,7 @@ class Simulator2025(Simulator):
         if token is None and not (names and set(names) <= PRE_LOGIN_NAMES and "match" not in query):
             return _error(401, "/vars", "Unauthorized")
         table = variables(self.site, self.options.swver, self.options.build)
+        table[WPA_KEY_VAR] = SIMULATED_WIFI_KEY
         table.update(self.written)
         if self.feed.supported:  # a PVS5 has no feed: the variable is unknown there (400)
             table[TELEMETRY_VAR] = "1" if self.feed.telemetry else "0"

@@ -1,13 +1,16 @@
-"""The 2025 API on the client side: `/auth?login`, `/auth?logout` and `/vars`.
+"""The 2025 API on the client side: `/auth?login`, `/auth?logout` and `/vars`, on either firmware.
 
 Clients written for new firmware log in to the bridge as they would to the PVS. The
-bridge keeps its own client sessions, checks Basic `ssm_owner:<password>` against the
-PVS password it knows (or takes any credentials when `clients.trusted_lan` is set), and
-answers `/vars`: variables the device read already holds (`/sys/info/*`,
-`/sys/devices/*`) from memory, at the device list's age; the rest from a shared cache,
-so identical queries from any number of clients cost one PVS call per
-`upstream.vars_interval`. `cache=<id>` is kept per client session, and `set=` is
-refused unless writes are enabled; then, with the write token, it is sent once.
+bridge keeps its own client sessions (per address at most `clients.max_sessions_per_address`),
+checks Basic `ssm_owner:<password>` against the PVS password it knows (or takes any
+credentials when `clients.trusted_lan` is set), and answers `/vars`. On 2025 firmware:
+variables the device read already holds (`/sys/info/*`, `/sys/devices/*`) from memory, at
+the device list's age; the rest from a shared cache, so identical queries from any number
+of clients cost one PVS call per `upstream.vars_interval`. On legacy firmware: everything
+from the device list rendered as the varserver tree (`web/vars_held`). Variables in
+`clients.hidden_vars` never get out, nor does a query for them get in (`web/hidden`).
+`cache=<id>` is kept per client session, and `set=` is refused unless writes are
+enabled; then, with the write token, it is sent once.
 """
 
 from __future__ import annotations
@@ -20,30 +23,22 @@ from aiohttp import web
 
 from bridge.cache.answers import AnswerCache
 from bridge.config import ClientsConfig, WritesConfig
-from bridge.pvs.answer import Answer
-from bridge.pvs.credentials import USER, basic_credentials
+from bridge.pvs.credentials import USER, basic_credentials, derive_password
 from bridge.pvs.detect import NEW
 from bridge.pvs.devices import DeviceReader
 from bridge.pvs.errors import BadAnswer, UpstreamError
 from bridge.pvs.firmware import FirmwareBackend
-from bridge.pvs.requests import DEVICE_LIST, CacheClass, ProxyRequest, Route
+from bridge.pvs.requests import CacheClass, ProxyRequest, Route
 from bridge.web.auth import bearer_matches
 from bridge.web.client_sessions import ClientSession, ClientSessions
 from bridge.web.errors import json_error
+from bridge.web.hidden import HiddenVars, nothing_matched
 from bridge.web.metrics import Metrics
 from bridge.web.policy import PolicyError
 from bridge.web.ratelimit import RateLimiter, wait_turn
 from bridge.web.replay import X_CACHE, from_lookup, replay, upstream_error
-from bridge.web.vars_query import (
-    MAX_CACHE_IDS,
-    MAX_QUERY_BYTES,
-    NOTHING_MATCHED,
-    VarsQuery,
-    held,
-    parse_vars,
-    render,
-    select,
-)
+from bridge.web.vars_held import HeldVars
+from bridge.web.vars_query import MAX_CACHE_IDS, MAX_QUERY_BYTES, VarsQuery, held, parse_vars
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +61,8 @@ class VarsService:
         device_cache: AnswerCache,
         vars_cache: AnswerCache,
         sessions: ClientSessions,
+        hidden: HiddenVars,
+        password_configured: bool,
         limiter: RateLimiter | None,
         metrics: Metrics,
     ) -> None:
@@ -75,6 +72,9 @@ class VarsService:
         self.devices = devices
         self.device_cache = device_cache
         self.cache = vars_cache
+        self.hidden = hidden
+        self.held = HeldVars(devices, device_cache, hidden)
+        self.password_configured = password_configured
         self.sessions = sessions
         self.limiter = limiter
         self.metrics = metrics
@@ -96,7 +96,7 @@ class VarsService:
             refused = await self._check_login(request)
             if refused is not None:
                 return refused
-        token = self.sessions.create()
+        token = self.sessions.create(request.remote or "unknown")
         response = web.json_response({"session": token})
         response.set_cookie("session", token, httponly=True, secure=request.secure, path="/")
         return response
@@ -104,7 +104,7 @@ class VarsService:
     async def _check_login(self, request: web.Request) -> web.Response | None:
         credentials = basic_credentials(request.headers.get("Authorization", ""))
         try:
-            expected = await self.backend.password()
+            expected = await self._password()
         except UpstreamError as error:
             return upstream_error(error)
         given = f"{credentials[0]}:{credentials[1]}" if credentials else ""
@@ -117,6 +117,13 @@ class VarsService:
             f"log in with Basic {USER}:<the PVS password>",
             headers={"WWW-Authenticate": 'Basic realm="pvs-bridge"'},
         )
+
+    async def _password(self) -> str:
+        """`upstream.password`, else the last 5 of the serial: on legacy firmware the
+        device list's (no extra PVS request), on 2025 firmware supervisor/info's."""
+        if self.password_configured or await self.backend.detector.detect() == NEW:
+            return await self.backend.password()
+        return derive_password(await self.held.legacy_serial())
 
     async def vars(self, request: web.Request) -> web.Response:
         """GET or POST /vars."""
@@ -139,9 +146,7 @@ class VarsService:
             return resolved
         try:
             if await self.backend.detector.detect() != NEW:
-                return json_error(
-                    404, "not_on_this_firmware", "the PVS runs legacy firmware: it has no /vars"
-                )
+                return await self.held.on_legacy(resolved)
             if held(resolved):
                 return await self._held(request, resolved)
             return await self._from_pvs(request, resolved)
@@ -158,30 +163,18 @@ class VarsService:
         Pre-login names are never worth a device read (it needs the bridge's login):
         without one held, they go to the PVS as the PVS serves them, without a session.
         """
-        answer = self._from_memory(query)
+        answer = self.held.answer(query, legacy=False)
         if answer is None and not query.pre_login:
-            await self.device_cache.get(DEVICE_LIST)
-            answer = self._from_memory(query)
+            answer = await self.held.after_read(query, legacy=False)
         return answer or await self._from_pvs(request, query)
 
-    def _from_memory(self, query: VarsQuery) -> web.Response | None:
-        latest = self.devices.latest
-        if latest is None or latest.variables is None:
-            return None
-        lookup = self.device_cache.from_memory(DEVICE_LIST)
-        if lookup is None or lookup.answer is not latest.answer:
-            return None  # the held variables are not the device list being served
-        variables = latest.variables
-        names = select(query, variables)
-        if not names:
-            return replay(Answer(400, NOTHING_MATCHED, "application/json"), lookup.state)
-        body = render(query, variables, names)
-        answer = Answer(200, body, "application/json", fetched_at=lookup.answer.fetched_at)
-        return from_lookup(lookup._replace(answer=answer))
-
     async def _from_pvs(self, request: web.Request, query: VarsQuery) -> web.Response:
-        route = PRE_LOGIN_VARS_ROUTE if query.pre_login else VARS_ROUTE
-        proxy_request = ProxyRequest(route, query.target())
+        """Through the shared `/vars` cache; hidden names never go (none left: a 400 here)."""
+        asked = self.hidden.for_pvs(query)
+        if asked is None:
+            return replay(nothing_matched(), "NONE")
+        route = PRE_LOGIN_VARS_ROUTE if asked.pre_login else VARS_ROUTE
+        proxy_request = ProxyRequest(route, asked.target())
         lookup = self.cache.from_memory(proxy_request)
         if lookup is None:
             limited = await wait_turn(self.limiter, request)
@@ -191,7 +184,10 @@ class VarsService:
         return from_lookup(lookup)
 
     async def _write(self, request: web.Request, assignment: str) -> web.Response:
-        """`set=` reaches the PVS only with writes enabled and the write token: once, uncached."""
+        """`set=` reaches the PVS only with writes enabled and the write token: once, uncached.
+        A hidden variable is never written (nor named in the log)."""
+        if self.hidden.hides(assignment.partition("=")[0]):
+            return json_error(403, "hidden_variable", "set= of a hidden variable is refused")
         if not self.writes.enabled:
             return json_error(403, "write_not_allowed", "set= is a write; writes are disabled")
         if not bearer_matches(request.headers.get("Authorization"), self.writes.token):
@@ -214,6 +210,8 @@ class VarsService:
         """Client sessions and the shared /vars cache, for /health."""
         return {
             "client_sessions": self.sessions.live,
+            "client_addresses": self.sessions.addresses,
+            "client_sessions_replaced": self.sessions.replaced,
             "client_logins_refused": self.refused_logins,
             "vars_cache": {
                 "entries": len(self.cache.snapshot()),
