@@ -24,7 +24,8 @@ async def test_answer_is_byte_identical_to_the_pvs(
     start_simulator: SimulatorFactory, start_bridge: BridgeFactory
 ) -> None:
     sim = await start_simulator(clock=FROZEN)
-    bridge = await start_bridge(sim.url)
+    # supervisor/info is byte-exact with advertise_2025_build off (on: test_supervisor_build).
+    bridge = await start_bridge(sim.url, clients={"advertise_2025_build": False})
     for target in (DEVICE_LIST, "/cgi-bin/dl_cgi?Command=Start", "/cgi-bin/dl_cgi/supervisor/info"):
         async with aiohttp.ClientSession() as session, session.get(sim.url + target) as direct:
             direct_body = await direct.read()

@@ -5,16 +5,20 @@ through as they are, and the first good answer to a legacy command settles it. T
 401/403 makes the bridge read the unauthenticated `supervisor/info`: PVS6 from build
 61840 and PVS5 from build 5408 are 2025 firmware; with no build in it, the 403 itself
 decides. A 403 later on (a firmware upgrade while the bridge runs) makes it look again,
-at most once per `REDETECT_AFTER`.
+at most once per `REDETECT_AFTER`. The detector always reads the PVS itself, so it sees
+the true build; `advertise_2025_build` is what clients may be told instead (see there).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
+from bridge import cjson
 from bridge.clock import Clock
 from bridge.flight import SingleFlight
 from bridge.pvs.client import Send, Upstream
@@ -41,13 +45,20 @@ class Supervisor:
 
 def parse_supervisor(body: bytes) -> Supervisor | None:
     """The supervisor fields of a `supervisor/info` answer (None when it has none)."""
+    document = _json_object(body)
+    info = document.get("supervisor") if document is not None else None
+    return _supervisor(info) if isinstance(info, dict) else None
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    info = document.get("supervisor") if isinstance(document, dict) else None
-    if not isinstance(info, dict):
-        return None
+    return document if isinstance(document, dict) else None
+
+
+def _supervisor(info: dict[str, Any]) -> Supervisor:
     swver = str(info.get("SWVER", ""))
     build = info.get("BUILD")
     if not isinstance(build, int) or isinstance(build, bool):
@@ -56,12 +67,64 @@ def parse_supervisor(body: bytes) -> Supervisor | None:
     return Supervisor(str(info.get("MODEL", "")), str(info.get("SERIAL", "")), swver, build)
 
 
+def _model(supervisor: Supervisor) -> str:
+    """PVS5 or PVS6 (what is not a PVS5 counts its builds as a PVS6 does)."""
+    return "PVS5" if supervisor.model.upper().startswith("PVS5") else "PVS6"
+
+
+def first_2025_build(supervisor: Supervisor) -> int:
+    """The first build of 2025 firmware for this model (a PVS5's builds count apart)."""
+    return FIRST_2025_BUILD[_model(supervisor)]
+
+
 def firmware_of(supervisor: Supervisor) -> str | None:
     """`2025`, `legacy`, or None when the build is unknown."""
     if supervisor.build is None:
         return None
-    model = "PVS5" if supervisor.model.upper().startswith("PVS5") else "PVS6"
-    return NEW if supervisor.build >= FIRST_2025_BUILD[model] else LEGACY
+    return NEW if supervisor.build >= first_2025_build(supervisor) else LEGACY
+
+
+@dataclass(frozen=True)
+class Advertised:
+    """A `supervisor/info` body that says a 2025-level build, and the PVS's true build."""
+
+    body: bytes
+    true_build: int
+    said_build: int
+
+
+@functools.lru_cache(maxsize=8)
+def advertise_2025_build(body: bytes) -> Advertised | None:
+    """A legacy PVS's `supervisor/info` body saying the first 2025 build; None to keep it.
+
+    Clients such as Enhanced SunPower choose the 2025 API only when this answer says a
+    2025-level build (docs/pvs-api.md section 7), and the bridge serves that API in front of a
+    legacy PVS too. So every place the body states its build says the first 2025 one:
+    BUILD (added on a PVS6 that has none) and the "Build N" in SWVER (where a PVS5 keeps
+    it). Every other field stays, in the PVS's print layout (`cjson`). A body with no
+    build to go by, or already at a 2025 build (2025 firmware), is kept as it is. Pure
+    and memoised: the cache keeps the PVS's bytes, the firmware detector reads the PVS.
+    """
+    document = _json_object(body)
+    info = document.get("supervisor") if document is not None else None
+    if document is None or not isinstance(info, dict):
+        return None
+    supervisor = _supervisor(info)
+    first = first_2025_build(supervisor)
+    if supervisor.build is None or supervisor.build >= first:
+        return None
+    said = dict(info)
+    if isinstance(info.get("SWVER"), str):
+        said["SWVER"] = _BUILD.sub(lambda found: _said(found, first), info["SWVER"])
+    if "BUILD" in info or _model(supervisor) == "PVS6":
+        said["BUILD"] = first
+    rewritten = cjson.dumps({**document, "supervisor": said}).encode()
+    return Advertised(rewritten, supervisor.build, first)
+
+
+def _said(found: re.Match[str], build: int) -> str:
+    """A "Build N" found in SWVER, its number replaced (the words kept as the PVS wrote them)."""
+    return found[0][: found.start(1) - found.start()] + str(build)
 
 
 class FirmwareDetector:

@@ -1,9 +1,12 @@
 """CORS, so a browser page (a dashboard, a `file://` page) may read what the bridge serves.
 
-Each group of routes has its own allowed origins (`*` for all, `null` for `file://`
-pages). The guard adds the headers to answers for browsers only (requests with an
-`Origin`), and each route gets a preflight route of its own, guarded like any other.
-No credentials are ever allowed: the API's session cookie stays with same-origin code.
+Each group of routes has its own policy: the read-only legacy API, `/health`, `/metrics`
+and `/live` follow `cors.origins` (`*` for all, `null` for `file://` pages); the 2025
+session API (`/auth`, `/vars`, GET and POST) only `cors.api_origins`, none by default, so
+a page from elsewhere gets no CORS headers there and its preflight is refused. The guard
+adds the headers to answers for browsers only (requests with an `Origin`), and each route
+gets a preflight route of its own, guarded like any other. No credentials are ever
+allowed: the API's session cookie stays with same-origin code.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from bridge.web.errors import json_error
 
 EXPOSED = "Age, X-Cache, Cache-Control, Warning, Retry-After"
 ALLOWED_HEADERS = frozenset({"authorization", "content-type"})
+READ_METHODS = ("GET", "HEAD")
+API_METHODS = ("GET", "POST")  # the varserver takes its query as a POST body too
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class CorsPolicy:
     """Which origins may read a group of routes, and with which methods."""
 
     origins: frozenset[str]
-    methods: tuple[str, ...] = ("GET", "HEAD")
+    methods: tuple[str, ...] = READ_METHODS
 
     def allowed_origin(self, request: web.BaseRequest) -> str | None:
         """The value of Access-Control-Allow-Origin for this request, or None."""
@@ -47,7 +52,9 @@ class CorsPolicy:
     async def preflight(self, request: web.Request) -> web.Response:
         """OPTIONS: a browser asks whether it may send its request."""
         if hdrs.ORIGIN not in request.headers:
-            return web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
+            return web.Response(
+                status=204, headers={"Allow": ", ".join((*self.methods, "OPTIONS"))}
+            )
         method = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_METHOD, "")
         asked = {
             name.strip().lower()

@@ -2,14 +2,17 @@
 
 `Guards.wrap(handler)` is what each route is registered with (see `routes`), so the
 handler in the route table is the code that runs. It refuses hostile requests (see
-`hostile`), turns aiohttp's own refusals into JSON, adds CORS headers for browsers, and
+`hostile`), refuses a `Host` the route group does not answer (the session API and writes,
+see `hosts`), turns aiohttp's own refusals into JSON, adds CORS headers for browsers, and
 answers requests still waiting on the PVS when the bridge stops with a clean 503 rather
 than a dropped connection. A wrapper and no middleware, because with any middleware at
 all aiohttp adds a chain lookup per request, which costs more than a cache hit.
 
 A handler may come with an `at_once` part: a synchronous answer (a cache hit) that needs
 nothing awaited. The guard runs it first, untracked: it awaits nothing, so shutdown has
-nothing to cancel, and the cache-hit path skips two coroutines.
+nothing to cancel, and the cache-hit path skips two coroutines. The Host check comes
+after it: an `at_once` answer is a read from memory, which any Host may have, so the
+cache-hit path never pays for it; a write is never answered at once.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from bridge.web.hostile import refuse_at_once, refuse_body
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A handler's synchronous part: an answer that needs nothing awaited, or None.
 AtOnce = Callable[[web.Request], web.StreamResponse | None]
+# A check before the handler runs (the Host names, see `hosts`): a refusal, or None.
+Check = Callable[[web.Request], web.Response | None]
 
 
 @dataclass
@@ -53,9 +58,15 @@ class Guards:
     max_body: int
 
     def wrap(
-        self, handler: Handler, *, cors: CorsPolicy | None = None, at_once: AtOnce | None = None
+        self,
+        handler: Handler,
+        *,
+        cors: CorsPolicy | None = None,
+        at_once: AtOnce | None = None,
+        hosts: Check | None = None,
     ) -> Handler:
-        """`handler` guarded; with `at_once`, that part is tried first (see module doc)."""
+        """`handler` guarded; with `at_once`, that part is tried first, and `hosts` checks
+        what `at_once` left before anything else happens (see module doc)."""
         lifecycle, max_body = self.lifecycle, self.max_body
 
         @functools.wraps(handler)
@@ -65,6 +76,8 @@ class Guards:
                 response = await refuse_body(request, max_body)
             if response is None and at_once is not None and not lifecycle.stopping.is_set():
                 response = at_once(request)
+            if response is None and hosts is not None:
+                response = hosts(request)
             if response is None:
                 response = await tracked(request)
             if cors is not None and hdrs.ORIGIN in request.headers:
