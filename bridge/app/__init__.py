@@ -29,7 +29,6 @@ from bridge.pvs.record import HealthRecord
 from bridge.pvs.requests import CacheClass, ProxyRequest
 from bridge.web import keys
 from bridge.web.client_sessions import ClientSessions
-from bridge.web.cors import CorsPolicy
 from bridge.web.dl_cgi import DlCgi
 from bridge.web.guard import Guards, Lifecycle
 from bridge.web.health import HealthReporter
@@ -39,7 +38,7 @@ from bridge.web.live import feed_app
 from bridge.web.metrics import Metrics, MetricsPage
 from bridge.web.policy import Policy
 from bridge.web.ratelimit import RateLimiter
-from bridge.web.routes import Handlers, add_routes
+from bridge.web.routes import Access, Handlers, add_routes
 from bridge.web.vars_api import VarsService
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ def create_app(
         live=live.hub,
     )
     guards = Guards(lifecycle, config.server.max_request_bytes)
-    add_routes(app, guards, handlers, CorsPolicy(frozenset(config.cors.origins)))
+    add_routes(app, guards, handlers, Access.from_config(config))
     app[keys.CONFIG], app[keys.CLOCK], app[keys.UPSTREAM] = config, clock, upstream
     app[keys.CACHE], app[keys.VARS_CACHE], app[keys.BACKEND] = cache, vars_api.cache, backend
     app[keys.DEVICES], app[keys.HEALTH], app[keys.METRICS] = backend.devices, health, metrics
