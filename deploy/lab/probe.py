@@ -5,6 +5,8 @@ Usage:
   probe.py health URL IFACE   /health is "ok" and names IFACE as the PVS side
   probe.py closed HOST PORT   nothing answers a TCP connection there (within 3 s)
   probe.py feed URL           the live feed (ws://...) sends a power frame with pv_p
+  probe.py api URL N          the 2025 API over HTTPS (self-signed): the pre-login serial,
+                              Basic login, then /vars lists N inverters
 Prints one short fact on success; exits 1 with the reason otherwise.
 """
 
@@ -69,12 +71,49 @@ def feed(url: str) -> str:
     return f"live feed frame pv_p={params['pv_p']}"
 
 
+def api(base: str, inverters: int) -> str:
+    """The reference client's flow: read the serial before logging in, derive the password,
+    log in, then ask for the inverters' variables (certificate checks off, as it does)."""
+    import base64
+    import http.cookiejar
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), urllib.request.HTTPCookieProcessor(jar)
+    )
+
+    def post(query: str) -> dict[str, object]:
+        request = urllib.request.Request(f"{base}/vars", data=query.encode(), method="POST")
+        request.add_header("Content-Type", "text/plain")
+        with opener.open(request, timeout=30) as response:
+            return dict(json.loads(response.read()))
+
+    serial = post("name=/sys/info/serialnum&fmt=obj")["/sys/info/serialnum"]
+    token = base64.b64encode(f"ssm_owner:{str(serial)[-5:].upper()}".encode()).decode()
+    login = urllib.request.Request(
+        f"{base}/auth?login", headers={"Authorization": f"basic {token}"}
+    )
+    with opener.open(login, timeout=30) as response:
+        session = json.loads(response.read()).get("session", "")
+    found = post("match=/sys/devices/inverter/&fmt=obj")
+    serials = {value for name, value in found.items() if name.endswith("/sn")}
+    if len(session) != 64 or len(serials) != inverters:
+        raise SystemExit(f"{base}: session {len(session)} chars, {len(serials)} inverters")
+    return f"HTTPS login + /vars: {len(serials)} inverters"
+
+
 def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "devicelist":
         print(devicelist(args[0], int(args[1])))
     elif command == "health":
         print(health(args[0], args[1]))
+    elif command == "api":
+        print(api(args[0], int(args[1])))
     elif command == "feed":
         print(feed(args[0]))
     elif command == "closed":

@@ -253,6 +253,11 @@ retry 60 in_lan "$venv/bin/python" "$here/probe.py" feed "ws://$pi_lan_addr:9002
   fail "live feed on :9002: $(in_lan "$venv/bin/python" "$here/probe.py" feed "ws://$pi_lan_addr:9002/" 2>&1)"
 out=$(in_lan "$venv/bin/python" "$here/probe.py" feed "ws://$pi_lan_addr:9002/") || fail "$out"
 facts+=("$out on :9002")
+# The 2025 API over HTTPS from the LAN side (the lab's PVS runs legacy firmware: the
+# bridge serves the API from its site model), as Enhanced SunPower and pypvs use it.
+out=$(in_lan "$venv/bin/python" "$here/probe.py" api "https://$pi_lan_addr" "$inverters") ||
+  fail "2025 API over HTTPS: $out"
+facts+=("$out on :443")
 health_fact=$(in_lan "$venv/bin/python" "$here/probe.py" health "http://$pi_lan_addr:8080/health" eth0)
 # upstream = "auto" (the role's default) must have found the PVS from eth0's lease.
 grep -q "upstream=http://$pvs_addr\b" <<<"$health_fact" || fail "upstream auto did not find the PVS: $health_fact"
@@ -282,11 +287,11 @@ out=$(in_pvs "$venv/bin/python" "$here/probe.py" closed "$router_addr" 53) ||
   fail "the PVS side reached the LAN through the Pi: $out"
 in_lan "$venv/bin/python" "$here/probe.py" closed "$router_addr" 53 >/dev/null 2>&1 &&
   fail "control: the LAN router's TCP 53 should answer inside the LAN"
-for port in 22 80 8080 9002; do
+for port in 22 80 443 8080 9002; do
   out=$(in_pvs "$venv/bin/python" "$here/probe.py" closed "$pi_pvs_addr" "$port") ||
     fail "the PVS side reached the Pi's port $port: $out"
 done
-facts+=("PVS side cannot reach the LAN through the Pi, nor the Pi's ports 22/80/8080/9002")
+facts+=("PVS side cannot reach the LAN through the Pi, nor the Pi's ports 22/80/443/8080/9002")
 
 # A PVS address off eth0's subnet (some units use 172.27.152.1) would follow the default
 # route into the home LAN, as every poll would with the PVS cable out. The firewall must
