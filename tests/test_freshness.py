@@ -13,7 +13,7 @@ from collections import Counter
 from aiohttp import ClientResponse
 
 from bridge.clock import FakeClock
-from tests.support import DEVICE_LIST, BridgeFactory, Client, SimulatorFactory
+from tests.support import DEVICE_LIST, GET_COMM, BridgeFactory, Client, SimulatorFactory
 
 CLIENTS = 50
 STEP = 0.25
@@ -68,3 +68,30 @@ async def test_a_pvs_that_answers_on_schedule_gives_hits_and_a_late_one_stale(
     assert entry["refresh_time_s"] >= 10.0  # learned
     assert entry["last_refresh_on_time"] is False
     assert (await simulator.stats())["min_gap_s"] >= 3.0
+
+
+async def test_a_failing_refresh_is_stale_at_once_to_clients_and_to_health(
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
+) -> None:
+    clock = FakeClock()
+    # Get_Comm takes a tenth of the latency: 1 s, so the refresh time learned is 1.5 s.
+    simulator = await start_simulator(clock, latency=10.0, latency_on_clock=True)
+    bridge = await start_bridge(
+        simulator.url, clock=clock, cache={"ttl_status": 10.0}, upstream={"backoff_initial": 30.0}
+    )
+    asked = asyncio.create_task(bridge.get(GET_COMM))
+    while not asked.done():  # the PVS's second, on the fake clock
+        await clock.advance(0.05)
+        await asyncio.sleep(0.005)
+    assert (await asked).status == 200
+    await simulator.fault("error500")
+    await clock.advance(9.3)  # past the interval (age ~10.3), inside the learned 1.5 s
+    first = await bridge.get(GET_COMM)  # on schedule so far: its refresh starts now
+    assert first.headers["X-Cache"] == "HIT"
+    await asyncio.sleep(0.05)  # the refresh fails: the backoff now holds attempts
+    await clock.advance(0.01)
+    after = await bridge.get(GET_COMM)
+    assert after.headers["X-Cache"] == "STALE"
+    health = await (await bridge.get("/health")).json()
+    (entry,) = [row for row in health["cache"]["entries"] if row["name"] == "Get_Comm"]
+    assert entry["state"] == "stale"

@@ -5,8 +5,9 @@ through the one upstream gate). Rules it keeps:
 - identical concurrent requests share one fetch (single-flight);
 - a fresh entry is a HIT; an expired one that is not older than `max_stale` is served at
   once as STALE while one shared refresh runs; older data is never served;
-- REFRESH-class entries (the device list) are refreshed in the background shortly before
-  they expire, at most once per TTL, while clients keep asking (see `refresh`);
+- REFRESH-class entries (the device list) are refreshed in the background one interval
+  after the last read started, while clients keep asking (see `refresh`); an answer
+  stays fresh while its successor is on schedule (see `entries.Entry.fresh_until`);
 - an answer the PVS layer rejects (see `pvs.devices`) never replaces good data.
 """
 
@@ -210,7 +211,8 @@ class AnswerCache:
         now = self.clock.monotonic()
         rows: list[dict[str, object]] = []
         for key, entry in list(self._entries.items()):
-            rows.append(entry.describe(now - entry.answer.fetched_at, key in self.refresh))
+            age = now - entry.answer.fetched_at
+            rows.append(entry.describe(age, key in self.refresh, self._backoff_wait() > 0))
         return rows
 
     def preload(self, request: ProxyRequest, answer: Answer) -> None:

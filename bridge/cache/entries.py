@@ -59,7 +59,7 @@ class Entry:
         """The age up to which the answer is fresh while its refresh is on schedule."""
         return self.ttl + self.grace
 
-    def describe(self, age: float, refreshing: bool) -> dict[str, object]:
+    def describe(self, age: float, refreshing: bool, backing_off: bool) -> dict[str, object]:
         """The entry for /health: age, interval, learned refresh time, on time or not."""
         return {
             "key": self.request.target,
@@ -69,7 +69,11 @@ class Entry:
             "refresh_time_s": round(max(self.took, default=0.0), 2),
             "fresh_until_age_s": round(self.fresh_until, 1),
             "last_refresh_on_time": self.on_time,
-            "state": "fresh" if age < self.fresh_until else "stale",
+            # As clients are told: past the interval, fresh only while the refresh is
+            # on schedule (not while the backoff holds attempts).
+            "state": "fresh"
+            if age < self.ttl or (age < self.fresh_until and not backing_off)
+            else "stale",
             "bytes": len(self.answer.body),
             "refresh_ahead": refreshing,
         }

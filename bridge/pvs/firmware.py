@@ -153,6 +153,8 @@ class FirmwareParts:
         feed stops asking; an error raises (the feed retries later).
         """
         if await self.detector.detect() != NEW:
+            if self.detector.unsure:  # legacy only by default (supervisor/info failed)
+                raise UpstreamError("the firmware is not known yet; asking again later")
             return False
         answer = await self.translator.write_vars(TELEMETRY_ON)
         if answer.status in (400, 404):

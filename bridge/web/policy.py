@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote
 
-from cachetools import LRUCache
-
 from bridge.config import WritesConfig
 from bridge.pvs.requests import (
     DL_CGI,
@@ -27,6 +25,7 @@ from bridge.pvs.requests import (
 from bridge.web.auth import bearer_matches
 
 MAX_QUERY_BYTES = 1024
+MEMO_SIZE = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -48,8 +47,11 @@ class Policy:
         self.writes_enabled = writes.enabled
         self.write_token = writes.token
         self.write_commands = frozenset(writes.commands) if writes.enabled else frozenset()
-        # Parsing is the hot path's main cost; most clients repeat one query forever.
-        self._memo: LRUCache[tuple[str, str], ProxyRequest] = LRUCache(maxsize=512)
+        # Parsing is the hot path's main cost; most clients repeat one query forever. A
+        # plain dict, emptied when full (bounded: a client varying its queries only
+        # costs itself the parse): a lookup here is on every cache hit, and an LRU's
+        # bookkeeping cost more than the rest of the policy.
+        self._memo: dict[tuple[str, str], ProxyRequest] = {}
 
     @property
     def allowed(self) -> dict[str, list[str]]:
@@ -68,6 +70,8 @@ class Policy:
             return known
         request = self._classify(path_tail, raw_query)
         if not request.route.write:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
             self._memo[memo_key] = request
         return request
 

@@ -7,8 +7,9 @@ gets its own guarded preflight. The catch-all comes last and answers JSON 404s.
 Two groups of routes answer browsers differently (`Access`): the read-only legacy API,
 `/health`, `/metrics` and `/live` keep `cors.origins` and answer any `Host`, as the PVS
 does; the 2025 session API (`/auth`, `/vars`) answers CORS only for `cors.api_origins`
-and only allowed Host names (`hosts`), and so do write commands (checked once the
-request is known to be a write, never on the cache-hit path).
+and only allowed Host names (`hosts`). Write commands share the dl_cgi routes (and
+their `cors.origins`) but not the Host leniency: they too answer only allowed Host
+names, checked once the request is known to be a write, never on the cache-hit path.
 """
 
 from __future__ import annotations
