@@ -23,22 +23,10 @@ from bridge.clock import FakeClock, settle
 from bridge.simulator import server as sim_server
 from bridge.simulator.feed import TELEMETRY_VAR
 from bridge.simulator.server import Simulator, SimulatorOptions
+from bridge.site.live import FEED_FIELDS
 
 WALL = 1_700_000_010.0  # 14:13 local on the site (UTC-8): daylight; a meter period starts here
-FIELDS = {
-    "time",
-    "pv_p",
-    "pv_en",
-    "net_p",
-    "net_en",
-    "site_load_p",
-    "site_load_en",
-    "ess_p",
-    "ess_en",
-    "soc",
-    "backupTimeRemaining",
-    "midstate",
-}
+FIELDS = {"time", *FEED_FIELDS}
 ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 

@@ -26,22 +26,11 @@ from bridge.pvs.feed_connect import resolve_url, shown_url
 from bridge.pvs.feed_switch import TELEMETRY_VAR, Enable
 from bridge.simulator import server as sim_server
 from bridge.simulator.server import Simulator, SimulatorOptions
+from bridge.site.live import FEED_FIELDS
 
 WALL = 1_700_000_010.0  # daylight on the simulated site, at the start of a meter period
 SILENCE = 20.0
-FIELDS = {
-    "pv_p",
-    "pv_en",
-    "net_p",
-    "net_en",
-    "site_load_p",
-    "site_load_en",
-    "ess_p",
-    "ess_en",
-    "soc",
-    "backupTimeRemaining",
-    "midstate",
-}
+FIELDS = set(FEED_FIELDS)
 
 
 async def until(predicate: Callable[[], bool], limit: int = 500) -> None:

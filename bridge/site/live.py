@@ -17,6 +17,9 @@ from types import MappingProxyType
 from bridge.site.model import LIVE_TOTALS, LiveTotals
 
 NOTIFICATION = "power"
+# Every field a PVS6's `power` frame carries besides `time` (the totals, then the battery's
+# backup time and the transfer switch's state).
+FEED_FIELDS = (*LIVE_TOTALS, "backupTimeRemaining", "midstate")
 # A `time` above this is in milliseconds (1e11 s is the year 5138).
 MILLISECONDS_FROM = 1e11
 
