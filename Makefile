@@ -41,7 +41,20 @@ format: $(STAMP)
 	$(BIN)/ruff format bridge tests bench
 	$(BIN)/ruff check --fix bridge tests bench
 
-unit: $(STAMP)
+# The real components the tests use where users have them: an MQTT broker, a browser
+# and promtool. Installed from Debian when root; without them those tests are skipped
+# (and say so).
+SYSDEPS := $(VENV)/.sysdeps-stamp
+$(SYSDEPS): | $(BIN)/python
+	@if [ "$$(id -u)" = 0 ] && ! { command -v mosquitto && command -v chromium && command -v promtool; } >/dev/null 2>&1; then \
+	  echo "installing mosquitto, chromium and promtool (prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    mosquitto chromium prometheus fonts-dejavu-core >/dev/null; \
+	  systemctl disable --now mosquitto prometheus >/dev/null 2>&1 || true; \
+	fi
+	@touch $@
+
+unit: $(STAMP) $(SYSDEPS)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lab: $(STAMP)

@@ -29,6 +29,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="serve the live WebSocket feed here (repeatable; 'none' for no feed listener)",
     )
+    parser.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish to this MQTT broker with Home Assistant discovery (mqtt://user:pass@host)",
+    )
     parser.add_argument("--upstream", metavar="URL", help='PVS base URL, or "auto"')
     parser.add_argument(
         "--refresh", type=float, metavar="SECONDS", help="DeviceList refresh interval"
@@ -52,6 +57,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         put("server", "listen", list(args.listen))
     if getattr(args, "listen_tls", None):
         put("server", "listen_tls", list(args.listen_tls))
+    if getattr(args, "mqtt", None):
+        put("mqtt", "url", args.mqtt)
     if getattr(args, "listen_ws", None):
         put("server", "listen_ws", [item for item in args.listen_ws if item != "none"])
     if args.upstream:

@@ -43,6 +43,11 @@ def check_combinations(config: Config) -> list[str]:
         problems.append(
             f"upstream.ws_url: expected ws://HOST:PORT/, off or empty; got {upstream.ws_url!r}"
         )
+    mqtt = config.mqtt.url
+    if mqtt and (urlsplit(mqtt).scheme not in ("mqtt", "mqtts") or not urlsplit(mqtt).hostname):
+        problems.append(
+            "mqtt.url: expected mqtt://[user:pass@]HOST[:PORT] or mqtts://..., or empty"
+        )
     if upstream.backoff_max < upstream.backoff_initial:
         problems.append("upstream.backoff_max: must be at least upstream.backoff_initial")
     if writes.enabled and len(writes.token) < 16:

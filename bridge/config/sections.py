@@ -135,6 +135,16 @@ class ClientsConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """[mqtt]: publish the site to an MQTT broker, with Home Assistant discovery."""
+
+    url: str = key("")
+    base_topic: str = key("pvs-bridge")
+    discovery_prefix: str = key("homeassistant")
+    live_interval: float = key(5.0, minimum=0.5, maximum=3600)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration; each module takes the section it needs."""
 
@@ -145,6 +155,7 @@ class Config:
     cors: CorsConfig = field(default_factory=CorsConfig)
     writes: WritesConfig = field(default_factory=WritesConfig)
     clients: ClientsConfig = field(default_factory=ClientsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -155,4 +166,5 @@ SECTIONS: dict[str, type[Any]] = {
     "cors": CorsConfig,
     "writes": WritesConfig,
     "clients": ClientsConfig,
+    "mqtt": MqttConfig,
 }
