@@ -76,7 +76,7 @@ def create_app(
     handlers = Handlers(
         dl_cgi=DlCgi(Policy(config.writes), cache, backend, backend.devices, limiter, metrics),
         health=health,
-        metrics=MetricsPage(upstream, cache, metrics, health),
+        metrics=MetricsPage(health, metrics, backend.devices, live.reboots),
         home=HomePage(health, cache),
         vars_api=vars_api,
         live=live.hub,

@@ -7,6 +7,7 @@ and the health record; only data the bridge asked for counts as a success.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import ssl
@@ -26,15 +27,32 @@ from bridge.pvs.record import HealthRecord
 log = logging.getLogger(__name__)
 
 USER_AGENT = "pvs-bridge"
+# Upper bounds (seconds) of the latency histogram's buckets, from a quick status answer to
+# a DeviceList on a busy PVS; anything slower counts in the last (+Inf) bucket.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+@dataclass
+class Latency:
+    """How long one command's answers took: a count per bucket (not cumulative), the sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """One answer's latency, in the first bucket whose bound it does not exceed."""
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
 
 
 @dataclass
 class UpstreamStats:
-    """Counters for /health and /metrics."""
+    """Counters for /health and /metrics; latency per command name (the allowlist's)."""
 
     calls: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     last_elapsed: float | None = None
+    latency: dict[str, Latency] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,7 @@ class Upstream:
             message = f"PVS request {send.name} failed: {str(exc) or type(exc).__name__}"
             raise self.count_failure(Unreachable(message), send.name) from None
         self.stats.last_elapsed = answer.elapsed
+        self.stats.latency.setdefault(send.name, Latency()).observe(answer.elapsed)
         problem = answer_problem(answer, send.expect_json, send.auth_expiry)
         if problem:
             error = BadAnswer(f"PVS answered {send.name} with {problem}", answer)

@@ -1,4 +1,8 @@
-"""Counters for /metrics (Prometheus text format) and the once-a-minute log summary."""
+"""/metrics (Prometheus text format, prometheus_client) and the once-a-minute log summary.
+
+The families: the site's figures (`metrics_site`), the bridge's own (`metrics_bridge`),
+and the PVS reboots seen, built by one Collector in a registry of the page's own.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,21 @@ from collections import Counter
 from collections.abc import Iterable
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from bridge.cache.answers import AnswerCache
-from bridge.pvs.client import Upstream
+from bridge.pvs.devices import DeviceReader
+from bridge.pvs.reboots import RebootWatch
 from bridge.web.health import HealthReporter
+from bridge.web.metrics_bridge import bridge_families
+from bridge.web.metrics_site import site_families
 
 log = logging.getLogger("bridge.summary")
 
-Family = tuple[str, str, str, list[tuple[dict[str, str], float]]]
+# The classic text format, which every Prometheus version reads (what generate_latest writes).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
@@ -43,81 +54,45 @@ class Metrics:
         return f"served {delta.total() - delta['errors']} answers ({parts})"
 
 
-def render(families: Iterable[Family]) -> str:
-    """Prometheus text exposition: (name, type, help, [(labels, value), ...]) per family."""
-    lines: list[str] = []
-    for name, kind, help_text, samples in families:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            label_text = ",".join(f'{key}="{_escape(val)}"' for key, val in sorted(labels.items()))
-            lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
-    return "\n".join(lines) + "\n"
+class SiteCollector(Collector):
+    """Every family, built at scrape time from the latest device read and the bridge's parts.
 
+    Reads only what is in memory: a scrape never reaches the PVS, never counts as a client
+    read of the cache, and never starts a refresh.
+    """
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    def __init__(
+        self, health: HealthReporter, metrics: Metrics, devices: DeviceReader, reboots: RebootWatch
+    ) -> None:
+        self.health = health
+        self.metrics = metrics
+        self.devices = devices
+        self.reboots = reboots
+
+    def collect(self) -> Iterable[Metric]:
+        """The families that have samples now."""
+        reboots = CounterMetricFamily(
+            "pvs_reboots",
+            "PVS reboots seen since the bridge started (its uptime went down between reads).",
+            value=self.reboots.reboots,
+        )
+        families = [*bridge_families(self.health, self.metrics.responses), reboots]
+        snapshot = self.devices.snapshot
+        if snapshot is not None:
+            families.extend(site_families(snapshot, self.health.clock.wall()))
+        return [family for family in families if family.samples]
 
 
 class MetricsPage:
-    """GET /metrics in the Prometheus text format, read from the live parts at scrape time."""
+    """GET /metrics: the Prometheus text format (0.0.4) of the bridge's own registry."""
 
     def __init__(
-        self, upstream: Upstream, cache: AnswerCache, metrics: Metrics, health: HealthReporter
+        self, health: HealthReporter, metrics: Metrics, devices: DeviceReader, reboots: RebootWatch
     ) -> None:
-        self.upstream = upstream
-        self.cache = cache
-        self.metrics = metrics
-        self.health = health
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(SiteCollector(health, metrics, devices, reboots))
 
     async def handle(self, _request: web.Request) -> web.Response:
         """The families, built now."""
-        return web.Response(
-            text=render(self.families()), content_type="text/plain", charset="utf-8"
-        )
-
-    def families(self) -> list[Family]:
-        """Every family with its samples."""
-        upstream, cache, metrics = self.upstream, self.cache, self.metrics
-        status, _document = self.health.report()
-        return [
-            (
-                "pvs_bridge_responses_total",
-                "counter",
-                "Answers to dl_cgi requests by HTTP status and X-Cache.",
-                [
-                    ({"status": str(code), "cache": state}, float(count))
-                    for (code, state), count in sorted(metrics.responses.items())
-                ],
-            ),
-            (
-                "pvs_bridge_upstream_requests_total",
-                "counter",
-                "Requests sent to the PVS by command or path.",
-                [({"name": n}, float(c)) for n, c in sorted(upstream.stats.calls.items())],
-            ),
-            (
-                "pvs_bridge_upstream_failures_total",
-                "counter",
-                "Failed PVS requests by kind.",
-                [({"kind": k}, float(v)) for k, v in sorted(upstream.stats.failures.items())],
-            ),
-            (
-                "pvs_bridge_upstream_consecutive_failures",
-                "gauge",
-                "Failed PVS attempts in a row.",
-                [({}, float(upstream.backoff.consecutive_failures))],
-            ),
-            (
-                "pvs_bridge_cache_age_seconds",
-                "gauge",
-                "Age of each cached answer.",
-                [({"key": str(row["key"])}, float(str(row["age_s"]))) for row in cache.snapshot()],
-            ),
-            (
-                "pvs_bridge_up",
-                "gauge",
-                "1 unless /health says down.",
-                [({}, 0.0 if status == 503 else 1.0)],
-            ),
-        ]
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
