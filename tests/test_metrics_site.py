@@ -8,6 +8,7 @@ printed digits scaled in decimal (kW x 1000 = W, kWh x 3600000 = J, KiB x 1024 =
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shutil
@@ -416,3 +417,21 @@ def test_a_device_listed_twice_is_one_series() -> None:
     assert sample(parse(body.decode()), "pvs_inverter_ac_power_watts", **labels) == expected
     series = [line.rsplit(" ", 1)[0] for line in body.decode().splitlines() if line[:1] != "#"]
     assert len(series) == len(set(series))  # Prometheus refuses a scrape with a duplicate
+
+
+async def test_scrapes_keep_the_device_list_refreshed_at_one_read_per_interval(
+    start_simulator: SimulatorFactory, start_bridge: BridgeFactory
+) -> None:
+    # Prometheus alone (no client polling dl_cgi): its scrapes never reach the PVS, but
+    # they are interest in the data, so the refresh goes on at one read per interval
+    # instead of stopping after idle_after with the figures growing old.
+    clock = FakeClock()
+    sim = await start_simulator(clock)
+    bridge = await start_bridge(sim.url, clock=clock, cache={"refresh": 10.0, "idle_after": 30.0})
+    assert (await bridge.get(DEVICE_LIST)).status == 200
+    for _ in range(24):  # two minutes, a scrape every 5 s
+        assert (await bridge.get("/metrics")).status == 200
+        await clock.advance(5.0)
+        await asyncio.sleep(0.01)
+    reads = await sim.count("DeviceList")
+    assert 11 <= reads <= 1 + 120 // 10

@@ -220,6 +220,17 @@ class AnswerCache:
         if request.target not in self._entries:
             self._store(Entry(request, answer, self._ttl_for(request), float("-inf")))
 
+    def keep_fresh(self, request: ProxyRequest) -> None:
+        """A consumer that reads this data elsewhere (a metrics scrape, MQTT, the home
+        page) counts as interest, as a client's read would: refresh-ahead keeps going at
+        one read per interval. Never a fetch of its own, never a HIT counted."""
+        entry = self._entries.get(request.target)
+        if entry is None:
+            return
+        entry.last_access = self.clock.monotonic()
+        if request.route.cache is CacheClass.REFRESH:
+            self.refresh.ensure(entry)
+
     def holds_fresh(self, request: ProxyRequest) -> bool:
         """Whether a fresh answer for `request` is held (no side effects)."""
         entry = self._entries.get(request.target)

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from bridge.pvs.devices import DeviceReader
 from bridge.pvs.reboots import RebootWatch
+from bridge.pvs.requests import DEVICE_LIST
 from bridge.web.health import HealthReporter
 from bridge.web.metrics_bridge import bridge_families
 from bridge.web.metrics_site import site_families
@@ -91,8 +92,11 @@ class MetricsPage:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SiteCollector(health, metrics, devices, reboots))
+        self._cache = health.cache
 
     async def handle(self, _request: web.Request) -> web.Response:
-        """The families, built now."""
+        """The families, built now. A scrape never asks the PVS, but it is interest in the
+        data: the device list keeps being refreshed (one read per interval) while scraped."""
+        self._cache.keep_fresh(DEVICE_LIST)
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
