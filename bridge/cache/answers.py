@@ -20,12 +20,10 @@ from collections.abc import Awaitable, Callable
 from cachetools import TLRUCache
 
 from bridge.cache.entries import (
-    REFRESH_HISTORY,
     STALE_WARNING,
     Entry,
     Lookup,
     TooStale,
-    learned_grace,
 )
 from bridge.cache.refresh import RefreshAhead
 from bridge.clock import Clock
@@ -172,20 +170,8 @@ class AnswerCache:
         self, request: ProxyRequest, answer: Answer, previous: Entry | None, took: float
     ) -> Entry:
         """The new entry, with what the refreshes before it taught about their duration."""
-        history = ((previous.took if previous else ()) + (took,))[-REFRESH_HISTORY:]
-        landed = self.clock.monotonic()
-        on_time = None
-        if previous is not None:
-            on_time = landed - previous.answer.fetched_at <= previous.fresh_until
-        return Entry(
-            request,
-            answer,
-            self._ttl_for(request),
-            previous.last_access if previous else float("-inf"),
-            learned_grace(history, self._refresh_cap(request)),
-            history,
-            on_time,
-        )
+        ttl, cap = self._ttl_for(request), self._refresh_cap(request)
+        return Entry.succeeding(previous, request, answer, ttl, took, cap, self.clock.monotonic())
 
     def _store(self, entry: Entry) -> None:
         key = entry.request.target

@@ -54,6 +54,25 @@ class Entry:
     took: tuple[float, ...] = ()
     on_time: bool | None = None  # whether this answer landed before its predecessor expired
 
+    @classmethod
+    def succeeding(
+        cls,
+        previous: Entry | None,
+        request: ProxyRequest,
+        answer: Answer,
+        ttl: float,
+        took: float,
+        cap: float,
+        landed: float,
+    ) -> Entry:
+        """The entry after `previous`: its refresh history grown by `took` (bounded)."""
+        history = ((previous.took if previous else ()) + (took,))[-REFRESH_HISTORY:]
+        on_time = None
+        if previous is not None:
+            on_time = landed - previous.answer.fetched_at <= previous.fresh_until
+        last_access = previous.last_access if previous else float("-inf")
+        return cls(request, answer, ttl, last_access, learned_grace(history, cap), history, on_time)
+
     @property
     def fresh_until(self) -> float:
         """The age up to which the answer is fresh while its refresh is on schedule."""
