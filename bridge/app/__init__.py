@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.app.lifecycle import background, live_feed, upstream_session, warm_store
+from bridge.app.lifecycle import background, live_feed, mqtt, upstream_session, warm_store
 from bridge.app.live import build_live
 from bridge.cache.answers import AnswerCache
 from bridge.clock import Clock
@@ -70,7 +70,7 @@ def create_app(
         backend,
         limiter,
         lambda: interfaces.describe(config.upstream.interface, upstream_host),
-        more={"clients": vars_api.describe, "live": live.describe, "pvs": live.reboots.describe},
+        more={"clients": vars_api.describe, **live.sections()},
     )
     lifecycle = Lifecycle()
     handlers = Handlers(
@@ -86,13 +86,11 @@ def create_app(
     app[keys.CONFIG], app[keys.CLOCK], app[keys.UPSTREAM] = config, clock, upstream
     app[keys.CACHE], app[keys.VARS_CACHE], app[keys.BACKEND] = cache, vars_api.cache, backend
     app[keys.DEVICES], app[keys.HEALTH], app[keys.METRICS] = backend.devices, health, metrics
-    app[keys.LIFECYCLE], app[keys.FEED], app[keys.FEED_APP] = (
-        lifecycle,
-        live.feed,
-        feed_app(live.hub, guards),
-    )
+    app[keys.LIFECYCLE], app[keys.FEED] = lifecycle, live.feed
+    app[keys.FEED_APP] = feed_app(live.hub, guards)
     app.on_shutdown.append(lifecycle.begin_shutdown)
     app.cleanup_ctx.extend([upstream_session, warm_store, live_feed, background])
+    app.cleanup_ctx.append(mqtt(live))  # last: stopped first, saying `offline` cleanly
     return app
 
 

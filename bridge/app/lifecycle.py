@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from bridge.app.live import Live
 from bridge.cache import warmstore
 from bridge.pvs.answer import Answer
 from bridge.pvs.requests import DEVICE_LIST
@@ -89,3 +90,33 @@ async def _summaries(app: web.Application, interval: float) -> None:
         if line:
             calls = sum(app[keys.UPSTREAM].stats.calls.values())
             log.info("%s; upstream calls so far %d", line, calls)
+
+
+MQTT_STOP_GRACE = 5.0  # seconds a stopping bridge gives its MQTT `offline` and disconnect
+
+
+def mqtt(live: Live) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context of the MQTT publisher's task (with mqtt.url). Started last, so
+    stopped first: `offline` is published and the connection closed cleanly."""
+
+    async def publishing(app: web.Application) -> AsyncIterator[None]:
+        publisher, cache = live.mqtt, app[keys.CACHE]
+        if publisher is None:
+            yield
+            return
+
+        async def keep_fresh() -> None:
+            # Interest in the data (refresh-ahead keeps going, no HIT counted); the one
+            # shared read only when nothing is held (no warm start, or it failed).
+            if cache.peek(DEVICE_LIST.target) is None:
+                await cache.fetch_shared(DEVICE_LIST)
+            else:
+                cache.keep_fresh(DEVICE_LIST)
+
+        task = asyncio.create_task(publisher.run(keep_fresh), name="mqtt")
+        yield
+        publisher.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, MQTT_STOP_GRACE)
+
+    return publishing

@@ -4,10 +4,12 @@ whenever the PVS's own feed is silent or absent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge.clock import Clock
 from bridge.config import Config
+from bridge.publish import MqttPublisher
 from bridge.pvs.backoff import Backoff
 from bridge.pvs.client import Upstream
 from bridge.pvs.devices import DeviceRead, DeviceReader
@@ -26,10 +28,18 @@ class Live:
     feed: UpstreamFeed
     reboots: RebootWatch
     devices: DeviceReader
+    mqtt: MqttPublisher | None = None  # with mqtt.url
 
     def describe(self) -> dict[str, object]:
         """/health's `live` section: where live data comes from, its age, the feed."""
         return {**self.hub.describe(), "upstream_feed": self.feed.describe()}
+
+    def sections(self) -> dict[str, Callable[[], dict[str, object]]]:
+        """/health's sections of these parts: `live`, `pvs` (reboots) and `mqtt`."""
+        found = {"live": self.describe, "pvs": self.reboots.describe, "mqtt": _mqtt_off}
+        if self.mqtt is not None:
+            found["mqtt"] = self.mqtt.describe
+        return found
 
 
 def build_live(config: Config, clock: Clock, upstream: Upstream, parts: FirmwareParts) -> Live:
@@ -58,4 +68,21 @@ def build_live(config: Config, clock: Clock, upstream: Upstream, parts: Firmware
         if found.snapshot is not None:
             hub.publish_derived(found.snapshot.totals, found.snapshot.taken_at)
 
-    return Live(hub, feed, reboots, DeviceReader([reboots.read, derive]))
+    mqtt = _publisher(config, clock, hub)
+    also = [] if mqtt is None else [mqtt.device_read]
+    devices = DeviceReader([reboots.read, derive, *also])
+    return Live(hub, feed, reboots, devices, mqtt)
+
+
+def _mqtt_off() -> dict[str, object]:
+    return {"state": "off"}
+
+
+def _publisher(config: Config, clock: Clock, hub: LiveHub) -> MqttPublisher | None:
+    """The MQTT publisher (mqtt.url set): each good read, and the hub's merged live state."""
+    if not config.mqtt.url:
+        return None
+    cache = config.cache
+    return MqttPublisher(
+        config.mqtt, clock, lambda: hub.state, max_stale=cache.max_stale, refresh=cache.refresh
+    )
