@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.app.lifecycle import background, live_feed, mqtt, upstream_session, warm_store
+from bridge.app.lifecycle import background, history, live_feed, mqtt, upstream_session, warm_store
 from bridge.app.live import build_live
 from bridge.cache.answers import AnswerCache
 from bridge.clock import Clock
@@ -77,7 +77,7 @@ def create_app(
         dl_cgi=DlCgi(Policy(config.writes), cache, backend, backend.devices, limiter, metrics),
         health=health,
         metrics=MetricsPage(health, metrics, backend.devices, live.reboots),
-        home=HomePage(health, cache),
+        home=HomePage(health, cache, live.devices, live.history, live.hub),
         vars_api=vars_api,
         live=live.hub,
     )
@@ -89,7 +89,7 @@ def create_app(
     app[keys.LIFECYCLE], app[keys.FEED] = lifecycle, live.feed
     app[keys.FEED_APP] = feed_app(live.hub, guards)
     app.on_shutdown.append(lifecycle.begin_shutdown)
-    app.cleanup_ctx.extend([upstream_session, warm_store, live_feed, background])
+    app.cleanup_ctx.extend([upstream_session, warm_store, history(live), live_feed, background])
     app.cleanup_ctx.append(mqtt(live))  # last: stopped first, saying `offline` cleanly
     return app
 

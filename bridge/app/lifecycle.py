@@ -1,5 +1,6 @@
 """What runs beside the requests, started and stopped with the application: the upstream
-client session, the warm store, the start-up warm-up and the log summaries."""
+client session, the warm store, the minute history's store, the start-up warm-up and the
+log summaries."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from bridge.app.live import Live
 from bridge.cache import warmstore
+from bridge.cache.history_store import kept_history
 from bridge.pvs.answer import Answer
 from bridge.pvs.requests import DEVICE_LIST
 from bridge.web import keys
@@ -51,6 +53,18 @@ async def warm_store(app: web.Application) -> AsyncIterator[None]:
         state_dir, app[keys.CACHE], app[keys.CLOCK], upstream.base_url, loaded
     ):
         yield
+
+
+def history(live: Live) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context in which the minute history of `live` survives a restart
+    (loaded at start, saved every 15 min and at stop: see cache.history_store)."""
+
+    async def kept(app: web.Application) -> AsyncIterator[None]:
+        state_dir = Path(app[keys.CONFIG].server.state_dir)
+        async with kept_history(live.history, state_dir, app[keys.CLOCK]):
+            yield
+
+    return kept
 
 
 async def live_feed(app: web.Application) -> AsyncIterator[None]:

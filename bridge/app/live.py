@@ -1,12 +1,13 @@
 """The live data's wiring: the hub clients connect to, the one upstream feed that fills
-it, the reboot watch that re-arms the feed, and frames derived from each device read
-whenever the PVS's own feed is silent or absent."""
+it, the reboot watch that re-arms the feed, frames derived from each device read
+whenever the PVS's own feed is silent or absent, and the minute history that both feed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bridge.cache.history import History
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.publish import MqttPublisher
@@ -28,6 +29,7 @@ class Live:
     feed: UpstreamFeed
     reboots: RebootWatch
     devices: DeviceReader
+    history: History
     mqtt: MqttPublisher | None = None  # with mqtt.url
 
     def describe(self) -> dict[str, object]:
@@ -46,6 +48,11 @@ def build_live(config: Config, clock: Clock, upstream: Upstream, parts: Firmware
     """The hub, the feed and the device reader whose reads re-arm and stand in for it."""
     up = config.upstream
     hub = LiveHub(clock, max_clients=config.server.ws_max_clients, silence=up.ws_silence)
+    history = History()
+
+    def relay(text: str) -> None:  # each PVS feed frame: to the clients, then the history
+        hub.publish(text)
+        history.frame(hub.state)
 
     def pvs_answering() -> bool:
         # Not known to be failing: a PVS that is down is not asked to switch anything on.
@@ -55,7 +62,7 @@ def build_live(config: Config, clock: Clock, upstream: Upstream, parts: Firmware
         resolve_url(up.ws_url, upstream.base_url),
         clock,
         Backoff(clock, initial=up.backoff_initial, maximum=up.backoff_max),
-        hub.publish,
+        relay,
         enable=parts.enable_telemetry if up.ws_enable else None,
         pvs_answering=pvs_answering,
         silence=up.ws_silence,
@@ -70,8 +77,8 @@ def build_live(config: Config, clock: Clock, upstream: Upstream, parts: Firmware
 
     mqtt = _publisher(config, clock, hub)
     also = [] if mqtt is None else [mqtt.device_read]
-    devices = DeviceReader([reboots.read, derive, *also])
-    return Live(hub, feed, reboots, devices, mqtt)
+    devices = DeviceReader([reboots.read, derive, history.read, *also])
+    return Live(hub, feed, reboots, devices, history, mqtt)
 
 
 def _mqtt_off() -> dict[str, object]:

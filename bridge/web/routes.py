@@ -5,11 +5,11 @@ What is registered here is what runs: `Guards.wrap` builds the one handler per r
 gets its own guarded preflight. The catch-all comes last and answers JSON 404s.
 
 Two groups of routes answer browsers differently (`Access`): the read-only legacy API,
-`/health`, `/metrics` and `/live` keep `cors.origins` and answer any `Host`, as the PVS
-does; the 2025 session API (`/auth`, `/vars`) answers CORS only for `cors.api_origins`
-and only allowed Host names (`hosts`). Write commands share the dl_cgi routes (and
-their `cors.origins`) but not the Host leniency: they too answer only allowed Host
-names, checked once the request is known to be a write, never on the cache-hit path.
+`/health`, `/metrics`, `/site.json` and `/live` keep `cors.origins` and answer any `Host`,
+as the PVS does; the 2025 session API (`/auth`, `/vars`) answers CORS only for
+`cors.api_origins` and only allowed Host names (`hosts`). Write commands share the dl_cgi
+routes (and their `cors.origins`) but not the Host leniency: they too answer only allowed
+Host names, checked once the request is known to be a write, never on the cache-hit path.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def add_routes(app: web.Application, guards: Guards, handlers: Handlers, access:
     read("/health", handlers.health.handle)
     read("/metrics", handlers.metrics.handle)
     app.router.add_get("/", guards.wrap(handlers.home.handle))
+    read("/site.json", handlers.home.site)
     add_api_routes(app, guards, handlers.vars_api, access)
     add_live_route(app, handlers.live, guards, cors)
     app.router.add_route("*", "/{anything:.*}", guards.wrap(not_found))
