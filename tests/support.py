@@ -144,7 +144,13 @@ def bridge_config(
     0), no upstream live feed (ws_url off); then each preset, then the keyword sections,
     merged key by key."""
     overrides: dict[str, dict[str, Any]] = {
-        "server": {"listen": ["127.0.0.1:8080"], "summary_interval": 0.0},  # never bound
+        # Never bound; and no state_dir to write to unless a test gives one (on a Pi the
+        # default /var/lib/pvs-bridge exists, and holds the real bridge's files).
+        "server": {
+            "listen": ["127.0.0.1:8080"],
+            "summary_interval": 0.0,
+            "state_dir": "/nonexistent/pvs-bridge-tests",
+        },
         "upstream": {"url": upstream_url, "min_interval": 0.0, "ws_url": "off"},
         "cache": {"warm_start": False},
         "rate_limit": {"enabled": False},
