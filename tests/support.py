@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import socket
 import ssl
@@ -336,3 +337,17 @@ async def raw_request(port: int, data: bytes, limit: float = 5.0) -> RawAnswer |
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], *, tries: int = 500, pause: float = 0.01
+) -> None:
+    """Poll a state until it holds (bounded: `tries` looks, `pause` apart); fail if never."""
+    for _ in range(tries):
+        found = check()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return
+        await asyncio.sleep(pause)
+    raise AssertionError("condition never held")

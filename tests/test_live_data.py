@@ -10,30 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from bridge.web import keys
-from tests.support import BridgeFactory, Client, Sim, SimulatorFactory
+from tests.support import BridgeFactory, Client, Sim, SimulatorFactory, until
 
 LIVE_FIELDS = ("pv_p", "pv_en", "net_p", "net_en", "site_load_p", "site_load_en")
-
-
-async def until(check: Callable[[], Awaitable[bool] | bool], limit: float = 20.0) -> None:
-    """Wait (bounded) for a condition on state."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        found = check()
-        if isinstance(found, Awaitable):
-            found = await found
-        if found:
-            return
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +78,7 @@ async def test_pypvs_reads_the_simulators_live_data_through_the_bridge(
         client.add_listener(changed.append)
         await client.connect()
         try:
-            await until(lambda: len(changed) >= 3)
+            await until(lambda: len(changed) >= 3, tries=400, pause=0.05)
             data = client.live_data
             assert data is not None
             state = bridge.app[keys.FEED].state  # what the bridge merged from the PVS
@@ -117,19 +103,19 @@ async def test_200_clients_each_get_every_frame_over_one_upstream_connection(
     ):
         listeners = [Listener(session, f"ws://{host}:{port}/") for _ in range(200)]
         tasks = [asyncio.create_task(listener.run()) for listener in listeners]
-        await until(lambda: all(listener.frames for listener in listeners))
+        await until(lambda: all(listener.frames for listener in listeners), tries=400, pause=0.05)
         # Every frame the PVS sends from now on reaches every client, in order.
         marks = [len(listener.frames) for listener in listeners]
         upstream = bridge.app[keys.FEED]
         first = upstream.describe()["frames"]
-        await until(lambda: upstream.describe()["frames"] >= first + 5)
+        await until(lambda: upstream.describe()["frames"] >= first + 5, tries=400, pause=0.05)
         last = upstream.describe()["frames"]
 
         def all_delivered() -> bool:
             pairs = zip(listeners, marks, strict=True)
             return all(len(listener.frames) - mark >= last - first for listener, mark in pairs)
 
-        await until(all_delivered)
+        await until(all_delivered, tries=400, pause=0.05)
         reference = listeners[0].frames[marks[0] :][: last - first]
         for listener, mark in zip(listeners, marks, strict=True):
             assert listener.frames[mark:][: last - first] == reference
@@ -150,7 +136,7 @@ async def test_after_a_pvs_reboot_the_feed_resumes_and_clients_stay(
     async with feed_listener(bridge) as (host, port), aiohttp.ClientSession() as session:
         listener = Listener(session, f"ws://{host}:{port}/")
         task = asyncio.create_task(listener.run())
-        await until(lambda: len(listener.frames) >= 3)
+        await until(lambda: len(listener.frames) >= 3, tries=400, pause=0.05)
         assert (await sim.stats())["telemetry_enables"] == 1  # switched on before connecting
         await sim.fault("down")
         await sim.fault("ok")  # back up: rebooted, telemetry off again
@@ -160,7 +146,7 @@ async def test_after_a_pvs_reboot_the_feed_resumes_and_clients_stay(
         # The bridge notices the reboot (its device read's uptime went down) or the
         # dropped socket, reconnects and switches the feed on again, once.
         await bridge.get("/cgi-bin/dl_cgi?Command=DeviceList")
-        await until(lambda: len(listener.frames) >= seen + 3, limit=40)
+        await until(lambda: len(listener.frames) >= seen + 3, tries=800, pause=0.05)
         assert not listener.closed.is_set()  # the client never noticed
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -26,18 +26,10 @@ from bridge.web.cors import CorsPolicy
 from bridge.web.guard import Guards, Lifecycle
 from bridge.web.live import LiveHub, add_live_route, feed_app
 from bridge.web.runner import make_runner
+from tests.support import until
 
 ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 SILENCE = 90.0
-
-
-async def until(predicate: Callable[[], bool], limit: int = 1000, pause: float = 0.005) -> None:
-    """Poll a state (bounded) until it holds; fail if it never does."""
-    for _ in range(limit):
-        if predicate():
-            return
-        await asyncio.sleep(pause)
-    raise AssertionError("condition never held")
 
 
 def frame(n: int, **extra: object) -> str:
@@ -206,7 +198,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everyth
         for _ in range(3):  # 3 frames fit the 16 KiB queue of a client that reads
             published.append(frame(len(published), pad=pad))
             live.hub.publish(published[-1])
-        await until(lambda: len(received) == len(published), limit=100_000, pause=0)
+        await until(lambda: len(received) == len(published), tries=100_000, pause=0)
     live.hub.publish(frame(-1))
     published.append(frame(-1))
     await until(lambda: len(received) == len(published))

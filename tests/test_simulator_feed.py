@@ -24,19 +24,11 @@ from bridge.simulator import server as sim_server
 from bridge.simulator.feed import TELEMETRY_VAR
 from bridge.simulator.server import Simulator, SimulatorOptions
 from bridge.site.live import FEED_FIELDS
+from tests.support import until
 
 WALL = 1_700_000_010.0  # 14:13 local on the site (UTC-8): daylight; a meter period starts here
 FIELDS = {"time", *FEED_FIELDS}
 ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
-
-
-async def until(predicate: Callable[[], bool], limit: int = 500) -> None:
-    """Poll a state (bounded) until it holds; fail if it never does."""
-    for _ in range(limit):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 @dataclass

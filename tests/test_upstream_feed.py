@@ -27,19 +27,11 @@ from bridge.pvs.feed_switch import TELEMETRY_VAR, Enable
 from bridge.simulator import server as sim_server
 from bridge.simulator.server import Simulator, SimulatorOptions
 from bridge.site.live import FEED_FIELDS
+from tests.support import until
 
 WALL = 1_700_000_010.0  # daylight on the simulated site, at the start of a meter period
 SILENCE = 20.0
 FIELDS = set(FEED_FIELDS)
-
-
-async def until(predicate: Callable[[], bool], limit: int = 500) -> None:
-    """Poll a state (bounded) until it holds; fail if it never does."""
-    for _ in range(limit):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 @dataclass
