@@ -122,10 +122,7 @@ def mqtt(live: Live) -> Callable[[web.Application], AsyncIterator[None]]:
         async def keep_fresh() -> None:
             # Interest in the data (refresh-ahead keeps going, no HIT counted); the one
             # shared read only when nothing is held (no warm start, or it failed).
-            if cache.peek(DEVICE_LIST.target) is None:
-                await cache.fetch_shared(DEVICE_LIST)
-            else:
-                cache.keep_fresh(DEVICE_LIST)
+            cache.keep_fresh(DEVICE_LIST, read_if_missing=True)
 
         task = asyncio.create_task(publisher.run(keep_fresh), name="mqtt")
         yield

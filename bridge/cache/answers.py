@@ -206,12 +206,16 @@ class AnswerCache:
         if request.target not in self._entries:
             self._store(Entry(request, answer, self._ttl_for(request), float("-inf")))
 
-    def keep_fresh(self, request: ProxyRequest) -> None:
+    def keep_fresh(self, request: ProxyRequest, *, read_if_missing: bool = False) -> None:
         """A consumer that reads this data elsewhere (a metrics scrape, MQTT, the home
         page) counts as interest, as a client's read would: refresh-ahead keeps going at
-        one read per interval. Never a fetch of its own, never a HIT counted."""
+        one read per interval. No HIT counted, nothing awaited. `read_if_missing`: with
+        nothing held at all, start the one shared read in the background (single flight;
+        the gate's backoff still decides whether it goes)."""
         entry = self._entries.get(request.target)
         if entry is None:
+            if read_if_missing and not self.refresh.closed:
+                self._flights.task(request.target, lambda: self._fetch_and_store(request))
             return
         entry.last_access = self.clock.monotonic()
         if request.route.cache is CacheClass.REFRESH:

@@ -13,7 +13,6 @@ waiting for it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from aiohttp import web
@@ -46,7 +45,6 @@ class HomePage:
         self.devices = devices
         self.history = history
         self.hub = hub
-        self._asking: asyncio.Task[None] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         """GET / and HEAD /: the page (200 whatever the PVS does: a probe sees the bridge).
@@ -79,11 +77,4 @@ class HomePage:
     def _keep_fresh(self) -> None:
         """Interest in the device list (as a client's read); the shared read when none is
         held at all."""
-        self.cache.keep_fresh(DEVICE_LIST)
-        if self.cache.peek(DEVICE_LIST.target) is not None:
-            return
-        if self._asking is not None and not self._asking.done():
-            return
-        if self.health.upstream.backoff.wait_seconds() > 0 or self.cache.refresh.closed:
-            return
-        self._asking = asyncio.create_task(self.cache.prefetch(DEVICE_LIST), name="home page read")
+        self.cache.keep_fresh(DEVICE_LIST, read_if_missing=True)
