@@ -54,6 +54,12 @@ class ServerConfig:
     shutdown_grace: float = key(5.0, minimum=0, maximum=60)
     max_request_bytes: int = key(4096, minimum=256, maximum=65536)
     hostnames: tuple[str, ...] = key(())
+    keepalive_timeout: float = key(15.0, minimum=1, maximum=3600)
+    header_timeout: float = key(10.0, minimum=1, maximum=600)
+    max_connections: int = key(1024, minimum=16, maximum=1_000_000)
+    max_connections_per_address: int = key(64, minimum=1, maximum=100000)
+    client_wait: float = key(30.0, minimum=1, maximum=600)
+    log_burst: int = key(20, minimum=1, maximum=100000)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class UpstreamConfig:
     ws_url: str = key("")
     ws_silence: float = key(90.0, minimum=1, maximum=3600)
     ws_enable: bool = key(True)
+    max_body_bytes: int = key(8 * 1024 * 1024, minimum=65536, maximum=1 << 30)
+    after_timeout: float = key(30.0, minimum=0, maximum=3600)
+    daily_budget: int = key(5000, minimum=100, maximum=10_000_000)
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class CacheConfig:
     ttl_status: float = key(30.0, minimum=0, maximum=86400)
     ttl: Mapping[str, float] = key({})
     warm_start: bool = key(True)
+    refresh_night: float = key(300.0, minimum=0.05, maximum=86400)
 
 
 @dataclass(frozen=True)
