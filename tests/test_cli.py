@@ -63,7 +63,7 @@ async def test_demo_serves_live_devicelist_and_stops_on_sigterm(tmp_path: Path) 
 
 
 async def run_check(
-    tmp_path: Path, listen: str, upstream: str, *wrapper: str
+    tmp_path: Path, listen: str, upstream: str, *wrapper: str, flags: tuple[str, ...] = ()
 ) -> tuple[int | None, list[str]]:
     """Run `pvs-bridge check` (under `wrapper`, e.g. unshare) with a config naming these."""
     config = tmp_path / "config.toml"
@@ -76,6 +76,7 @@ async def run_check(
         "check",
         "--config",
         str(config),
+        *flags,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -98,6 +99,21 @@ async def test_check_reports_each_fact_and_reaches_the_pvs(
     assert returncode == (0 if lines[-1] == "check: all good" else 1)
     assert await simulator.count("supervisor/info") == 1
     # It asked through the running bridge (its gate), not beside it.
+    health = await (await bridge.get("/health")).json()
+    assert health["upstream"]["calls"].get("supervisor/info") == 1
+
+
+async def test_check_asks_the_bridge_given_by_flag(
+    simulator: Sim, start_bridge: BridgeFactory, tmp_path: Path
+) -> None:
+    # The config names a port nothing listens on; --bridge points at the real one.
+    bridge = await start_bridge(simulator.url)
+    base = f"http://127.0.0.1:{bridge.port}"
+    _code, lines = await run_check(
+        tmp_path, f"127.0.0.1:{free_port()}", simulator.url, flags=("--bridge", base + "/")
+    )
+    assert any(line.startswith(f"ok   bridge at {base}: status") for line in lines), lines
+    assert any("through the bridge" in line for line in lines if "PVS at" in line), lines
     health = await (await bridge.get("/health")).json()
     assert health["upstream"]["calls"].get("supervisor/info") == 1
 

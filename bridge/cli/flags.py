@@ -9,8 +9,26 @@ from typing import Any
 from bridge import config
 from bridge.config import Config, ConfigError
 
+SERVE_EPILOG = (
+    "Every configuration key can also be set in the config file or by an environment "
+    "variable PVS_BRIDGE_<SECTION>_<KEY> (e.g. PVS_BRIDGE_CACHE_REFRESH=30; lists "
+    "comma-separated). Flags beat the environment, which beats the file. "
+    "deploy/config.example.toml lists every key with its default."
+)
+
+
+def keyed(text: str, section: str, name: str, shown: str | None = None) -> str:
+    """`text`, with the key's default and the environment variable that sets it too."""
+    default = config.schema()[section][name].default
+    if shown is None:
+        shown = ", ".join(default) if isinstance(default, tuple) else f"{default:g}"
+    return (
+        f"{text} (default {shown}; config {section}.{name}, env {config.env_name(section, name)})"
+    )
+
 
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = SERVE_EPILOG
     parser.add_argument(
         "--config",
         type=Path,
@@ -18,31 +36,60 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help=f"TOML config file (default {config.DEFAULT_CONFIG_PATH} if present)",
     )
     parser.add_argument(
-        "--listen", action="append", metavar="HOST:PORT", help="address to listen on (repeatable)"
+        "--listen",
+        action="append",
+        metavar="HOST:PORT",
+        help=keyed("address to answer HTTP on (repeatable)", "server", "listen"),
     )
     parser.add_argument(
-        "--listen-tls", action="append", metavar="HOST:PORT", help="listen with TLS (repeatable)"
+        "--listen-tls",
+        action="append",
+        metavar="HOST:PORT",
+        help=keyed("address to answer HTTPS on (repeatable)", "server", "listen_tls", "none"),
     )
     parser.add_argument(
         "--listen-ws",
         action="append",
         metavar="HOST:PORT",
-        help="serve the live WebSocket feed here (repeatable; 'none' for no feed listener)",
+        help=keyed(
+            "serve the live WebSocket feed here (repeatable; 'none' for no feed listener)",
+            "server",
+            "listen_ws",
+        ),
     )
     parser.add_argument(
         "--mqtt",
         metavar="URL",
-        help="publish to this MQTT broker with Home Assistant discovery (mqtt://user:pass@host)",
-    )
-    parser.add_argument("--upstream", metavar="URL", help='PVS base URL, or "auto"')
-    parser.add_argument(
-        "--refresh", type=float, metavar="SECONDS", help="DeviceList refresh interval"
-    )
-    parser.add_argument(
-        "--rate-limit", metavar="off|RATE/BURST", help="per-client rate limit, e.g. 5/30, or off"
+        help=keyed(
+            "publish to this MQTT broker with Home Assistant discovery (mqtt://user:pass@host)",
+            "mqtt",
+            "url",
+            "off",
+        ),
     )
     parser.add_argument(
-        "--max-stale", type=float, metavar="SECONDS", help="never serve data older than this"
+        "--upstream",
+        metavar="URL",
+        help=keyed('the PVS\'s base URL, or "auto"', "upstream", "url", "http://172.27.153.1"),
+    )
+    parser.add_argument(
+        "--refresh",
+        type=float,
+        metavar="SECONDS",
+        help=keyed("DeviceList refresh interval", "cache", "refresh"),
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="off|RATE/BURST",
+        help="per-client rate limit for requests that must reach the PVS, e.g. 5/30, or off "
+        "(default 5/30; config rate_limit.enabled/rate/burst, env PVS_BRIDGE_RATE_LIMIT_RATE, "
+        "PVS_BRIDGE_RATE_LIMIT_BURST, PVS_BRIDGE_RATE_LIMIT_ENABLED)",
+    )
+    parser.add_argument(
+        "--max-stale",
+        type=float,
+        metavar="SECONDS",
+        help=keyed("never serve data older than this", "cache", "max_stale"),
     )
 
 

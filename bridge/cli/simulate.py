@@ -21,27 +21,44 @@ log = logging.getLogger("bridge")
 
 def add_simulator_flags(parser: argparse.ArgumentParser, *, listen: str, latency: float) -> None:
     """What the simulated PVS looks like (shared by simulate and demo)."""
-    parser.add_argument("--listen", default=listen, metavar="HOST:PORT")
-    parser.add_argument("--inverters", type=int, default=12)
-    parser.add_argument("--firmware", choices=("legacy", "2025"), default="legacy")
+    parser.add_argument(
+        "--listen",
+        default=listen,
+        metavar="HOST:PORT",
+        help="where to answer (default %(default)s)",
+    )
+    parser.add_argument(
+        "--inverters", type=int, default=12, help="inverters on the site (default %(default)s)"
+    )
+    parser.add_argument(
+        "--firmware",
+        choices=("legacy", "2025"),
+        default="legacy",
+        help="legacy: the dl_cgi API only; 2025: login, /vars and dl_cgi (default %(default)s)",
+    )
     parser.add_argument(
         "--latency",
         type=float,
         default=latency,
         metavar="S",
-        help="seconds a DeviceList takes (other commands a tenth)",
+        help="seconds a DeviceList takes, other commands a tenth (default %(default)s)",
     )
     parser.add_argument(
         "--listen-ws",
         metavar="HOST:PORT",
-        help="serve the PVS's WebSocket live feed here (a real PVS6 uses port 9002)",
+        help="serve the PVS's WebSocket live feed here (a real PVS6 uses port 9002; "
+        "default: a free loopback port for demo, none for simulate)",
     )
     parser.add_argument(
-        "--ws-time", choices=("s", "ms"), default="s", help="the feed's `time` unit"
+        "--ws-time",
+        choices=("s", "ms"),
+        default="s",
+        help="the feed's `time` unit (default %(default)s)",
     )
     parser.add_argument(
         "--ws-drop", type=float, default=600.0, metavar="S",
-        help="close each feed connection after this many seconds, as the PVS does",
+        help="close each feed connection after this many seconds, as the PVS does "
+        "(default %(default)s)",
     )  # fmt: skip
 
 

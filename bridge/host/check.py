@@ -50,8 +50,9 @@ def _leaves_by_default_route(host: str | None, side: interfaces.InterfaceAddress
     return on_pvs_network and (side is None or address not in side.network)
 
 
-async def run(cfg: Config) -> int:
-    """Print what is right and wrong; 0 when everything checked out."""
+async def run(cfg: Config, bridge: str | None = None) -> int:
+    """Print what is right and wrong; 0 when everything checked out. `bridge` is the
+    bridge's base URL (default: the first listen address of `cfg`, on this machine)."""
     problems = 0
 
     def report(ok: bool, text: str) -> None:
@@ -82,9 +83,7 @@ async def run(cfg: Config) -> int:
     report(forwarding == "0", f"IPv4 forwarding off (ip_forward={forwarding})")
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        listen_host, port = parse_hostport(cfg.server.listen[0], "server.listen")
-        local = "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host
-        bridge = f"http://{local}:{port}"
+        bridge = (bridge or _local_bridge(cfg)).rstrip("/")
         bridge_up = await _probe_bridge(session, bridge, report)
         if bridge_up:
             # Through the running bridge, never beside it: the PVS must not see a second
@@ -100,6 +99,13 @@ async def run(cfg: Config) -> int:
             await _probe_pvs(session, upstream, report)
     print("check: " + ("all good" if problems == 0 else f"{problems} problem(s)"))
     return 0 if problems == 0 else 1
+
+
+def _local_bridge(cfg: Config) -> str:
+    """The bridge on this machine, at its first HTTP listen address."""
+    listen_host, port = parse_hostport(cfg.server.listen[0], "server.listen")
+    local = "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host
+    return f"http://{local}:{port}"
 
 
 async def _probe_bridge(
