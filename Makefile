@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_hit.py
 	$(BIN)/python bench/bench_freshness.py
 	$(BIN)/python bench/bench_fanout.py
+	$(BIN)/python bench/bench_attacks.py
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
