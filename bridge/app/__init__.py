@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -17,9 +18,12 @@ from aiohttp import web
 from bridge.app.lifecycle import background, history, live_feed, mqtt, upstream_session, warm_store
 from bridge.app.live import build_live
 from bridge.cache.answers import AnswerCache
+from bridge.cache.night import DayAndNight
 from bridge.clock import Clock
 from bridge.config import Config
 from bridge.host import interfaces
+from bridge.host.statefiles import StateDir
+from bridge.host.tls_listener import TlsListener
 from bridge.pvs.answer import Answer
 from bridge.pvs.backoff import Backoff
 from bridge.pvs.client import Upstream
@@ -31,7 +35,7 @@ from bridge.web import keys
 from bridge.web.client_sessions import ClientSessions
 from bridge.web.dl_cgi import DlCgi
 from bridge.web.guard import Guards, Lifecycle
-from bridge.web.health import HealthReporter
+from bridge.web.health import Describe, HealthReporter, Problems
 from bridge.web.hidden import HiddenVars
 from bridge.web.home import HomePage
 from bridge.web.live import feed_app
@@ -62,16 +66,11 @@ def create_app(
     limiter = RateLimiter(clock, config.rate_limit) if config.rate_limit.enabled else None
     metrics = Metrics()
     vars_api = _vars_api(config, clock, backend, cache, limiter, metrics)
-    upstream_host = urlsplit(upstream.base_url).hostname
-    health = HealthReporter(
-        clock,
-        upstream,
-        cache,
-        backend,
-        limiter,
-        lambda: interfaces.describe(config.upstream.interface, upstream_host),
-        more={"clients": vars_api.describe, **live.sections()},
-    )
+    state_dir = StateDir(Path(config.server.state_dir))
+    tls = TlsListener(wanted=bool(config.server.listen_tls))
+    sections = {"clients": vars_api.describe, **live.sections(), "state_dir": state_dir.describe}
+    problems = (state_dir.problems, tls.problems)
+    health = _health(config, upstream, cache, backend, limiter, sections, problems, tls)
     lifecycle = Lifecycle()
     handlers = Handlers(
         dl_cgi=DlCgi(Policy(config.writes), cache, backend, backend.devices, limiter, metrics),
@@ -87,11 +86,36 @@ def create_app(
     app[keys.CACHE], app[keys.VARS_CACHE], app[keys.BACKEND] = cache, vars_api.cache, backend
     app[keys.DEVICES], app[keys.HEALTH], app[keys.METRICS] = backend.devices, health, metrics
     app[keys.LIFECYCLE], app[keys.FEED] = lifecycle, live.feed
+    app[keys.STATE_DIR], app[keys.TLS] = state_dir, tls
     app[keys.FEED_APP] = feed_app(live.hub, guards)
     app.on_shutdown.append(lifecycle.begin_shutdown)
     app.cleanup_ctx.extend([upstream_session, warm_store, history(live), live_feed, background])
     app.cleanup_ctx.append(mqtt(live))  # last: stopped first, saying `offline` cleanly
     return app
+
+
+def _health(
+    config: Config,
+    upstream: Upstream,
+    cache: AnswerCache,
+    backend: FirmwareBackend,
+    limiter: RateLimiter | None,
+    sections: dict[str, Describe],
+    problems: tuple[Problems, ...],
+    tls: TlsListener,
+) -> HealthReporter:
+    """/health, with the sections and degraded reasons of the other parts."""
+    upstream_host = urlsplit(upstream.base_url).hostname
+    return HealthReporter(
+        upstream.clock,
+        upstream,
+        cache,
+        backend,
+        limiter,
+        lambda: interfaces.describe(config.upstream.interface, upstream_host),
+        more={**sections, "tls": tls.describe},
+        problems=problems,
+    )
 
 
 def _upstream(config: Config, clock: Clock, jitter: Callable[[], float]) -> Upstream:
@@ -103,7 +127,13 @@ def _upstream(config: Config, clock: Clock, jitter: Callable[[], float]) -> Upst
         threshold=up.breaker_threshold,
         jitter=jitter,
     )
-    gate = Gate(clock, backoff, queue_limit=up.queue_limit, min_interval=up.min_interval)
+    gate = Gate(
+        clock,
+        backoff,
+        queue_limit=up.queue_limit,
+        min_interval=up.min_interval,
+        after_timeout=up.after_timeout,
+    )
     return Upstream(
         interfaces.resolve_upstream_url(up.url, up.interface),
         clock,
@@ -112,6 +142,8 @@ def _upstream(config: Config, clock: Clock, jitter: Callable[[], float]) -> Upst
         connect_timeout=up.connect_timeout,
         verify_tls=up.verify_tls,
         tls_fingerprint=up.tls_fingerprint,
+        max_body_bytes=up.max_body_bytes,
+        daily_budget=up.daily_budget,
     )
 
 
@@ -139,12 +171,14 @@ def _answer_cache(
     return AnswerCache(
         clock,
         backend.fetch,
-        ttl_for,
+        # At night (every inverter asleep, in the latest read) the device read is spaced out.
+        DayAndNight(ttl_for, lambda: backend.devices.snapshot, settings.refresh_night),
         max_entries=settings.max_entries,
         max_stale=settings.max_stale,
         idle_after=settings.idle_after,
         backoff_wait=backoff.wait_seconds,
         refresh_cap=refresh_cap,
+        client_wait=config.server.client_wait,
     )
 
 
@@ -182,6 +216,7 @@ def _vars_api(
         # matches nothing must not reach the PVS more often than a good one.
         keeps=lambda answer: answer.ok or answer.status == 400,
         refresh_cap=lambda _request: config.upstream.min_interval + config.upstream.timeout,
+        client_wait=config.server.client_wait,
     )
     return VarsService(
         clients,

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 # Headers that describe one hop of a connection, never the answer itself (RFC 9110 7.6.1),
-# plus the ones the bridge sets anew when it replays an answer.
+# plus the ones the bridge sets anew when it replays an answer, and Location: the bridge
+# follows no redirect, and a client must never be sent where the PVS (or whatever answers
+# in its place) points.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -20,7 +22,14 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-NOT_REPLAYED = HOP_BY_HOP | {"content-length", "date", "set-cookie", "age", "content-encoding"}
+NOT_REPLAYED = HOP_BY_HOP | {
+    "content-length",
+    "date",
+    "set-cookie",
+    "age",
+    "content-encoding",
+    "location",
+}
 
 
 @dataclass(frozen=True)

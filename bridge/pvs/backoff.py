@@ -59,9 +59,10 @@ class Backoff:
         self.consecutive_failures = 0
         self.not_before = 0.0
 
-    def failed(self) -> float:
-        """A failure: push the next attempt out; returns the delay."""
+    def failed(self, at_least: float = 0.0) -> float:
+        """A failure: push the next attempt out (no sooner than `at_least` seconds, when
+        the PVS said when to come back); returns the delay."""
         self.consecutive_failures += 1
-        delay = self.delay_for(self.consecutive_failures)
+        delay = max(self.delay_for(self.consecutive_failures), at_least)
         self.not_before = self._clock.monotonic() + delay
         return delay

@@ -1,14 +1,15 @@
 """The only code that sends anything to the PVS: `Upstream.fetch`, one request per turn.
 
 Each request takes a turn at the gate (one at a time, paced), gets its own timeout, is
-never redirected nor resent, and its answer is judged here: a failure feeds the backoff
-and the health record; only data the bridge asked for counts as a success.
+never redirected nor resent, goes on a connection of its own (closed after the answer, so
+an answer the PVS sends unasked can never be read as the next request's), reads at most
+`upstream.max_body_bytes`, and its answer is judged here (see verdict): a failure feeds
+the backoff and the health record; only data the bridge asked for counts as a success.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import ssl
 from collections import Counter
@@ -20,9 +21,15 @@ from bridge.aiohttp_private import never_resend
 from bridge.clock import Clock
 from bridge.pvs.answer import Answer, replayable_headers
 from bridge.pvs.backoff import Backoff
+from bridge.pvs.body import read_capped
+from bridge.pvs.budget import DailyBudget
 from bridge.pvs.errors import BadAnswer, TimedOut, Unreachable, UpstreamError
 from bridge.pvs.gate import Gate
+from bridge.pvs.inflight import InFlight
 from bridge.pvs.record import HealthRecord
+from bridge.pvs.verdict import answer_problem, retry_after
+
+__all__ = ["Send", "Upstream", "answer_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,8 @@ class Upstream:
         connect_timeout: float = 5.0,
         verify_tls: bool = False,
         tls_fingerprint: str = "",
+        max_body_bytes: int = 8 * 1024 * 1024,
+        daily_budget: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
@@ -101,15 +110,21 @@ class Upstream:
         self.connect_timeout = connect_timeout
         self._verify_tls = verify_tls
         self._fingerprint = tls_fingerprint
+        self.max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
         self.stats = UpstreamStats()
+        self.budget = DailyBudget(clock, daily_budget)  # requests sent today (see budget)
+        self.in_flight = InFlight(clock)  # what the PVS holds now, for /health
 
     async def start(self) -> None:
         """Open the one client session (called from the app's cleanup context)."""
         ssl_setting: ssl.SSLContext | bool | aiohttp.Fingerprint = ssl_context(self._verify_tls)
         if self._fingerprint:
             ssl_setting = aiohttp.Fingerprint(bytes.fromhex(self._fingerprint.replace(":", "")))
-        connector = aiohttp.TCPConnector(limit=1, ssl=ssl_setting, force_close=False)
+        # force_close: one connection per request, "Connection: close" on it. Paced a
+        # second or more apart, reuse saves nothing, and a kept-alive connection can hold
+        # an answer nobody asked for, which the next request would read as its own.
+        connector = aiohttp.TCPConnector(limit=1, ssl=ssl_setting, force_close=True)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
@@ -130,8 +145,10 @@ class Upstream:
         `target` is the path and query, already canonical. Raises an UpstreamError
         subclass on failure; failures feed the backoff and the health record.
         """
+        self.budget.check(send.name)  # past the day's budget, only the device read goes on
         async with self.gate.turn():
-            answer = await self._send(target, send)
+            with self.in_flight.request(send.name, send.timeout):
+                answer = await self._send(target, send)
             if send.proves_health and answer.status < 400:
                 self.backoff.succeeded()
                 self.record.success()
@@ -141,8 +158,7 @@ class Upstream:
         if self._session is None:
             raise RuntimeError("Upstream.start() has not run")
         self.stats.calls[send.name] += 1
-        # An answer is as old as the request that asked for it (RFC 9111's response
-        # delay): a DeviceList that took a minute is a minute old when it arrives.
+        self.budget.spend()
         started, started_wall = self.clock.monotonic(), self.clock.wall()
         timeout = aiohttp.ClientTimeout(
             total=send.timeout, connect=min(self.connect_timeout, send.timeout)
@@ -161,20 +177,16 @@ class Upstream:
                     allow_redirects=False,
                 ) as response,
             ):
-                body = await response.read()
-                answer = Answer(
-                    status=response.status,
-                    body=body,
-                    content_type=response.headers.get("Content-Type"),
-                    headers=replayable_headers(list(response.headers.items())),
-                    fetched_at=started,
-                    fetched_wall=started_wall,
-                    elapsed=self.clock.monotonic() - started,
-                    cookies=tuple((name, c.value) for name, c in response.cookies.items()),
+                body = await read_capped(response, self.max_body_bytes, send.name)
+                answer = _answer_of(response, body, started, started_wall, self.clock)
+                asked_to_wait = retry_after(
+                    answer, response.headers.get("Retry-After"), started_wall
                 )
         except TimeoutError:
             message = f"PVS did not answer {send.name} within {send.timeout:g} s"
             raise self.count_failure(TimedOut(message), send.name) from None
+        except UpstreamError as too_long:  # cut off while reading (see body)
+            raise self.count_failure(too_long, send.name) from None
         except aiohttp.ClientError as exc:
             message = f"PVS request {send.name} failed: {str(exc) or type(exc).__name__}"
             raise self.count_failure(Unreachable(message), send.name) from None
@@ -183,27 +195,34 @@ class Upstream:
         problem = answer_problem(answer, send.expect_json, send.auth_expiry)
         if problem:
             error = BadAnswer(f"PVS answered {send.name} with {problem}", answer)
-            raise self.count_failure(error, send.name)
+            error.retry_after = asked_to_wait
+            raise self.count_failure(error, send.name, at_least=asked_to_wait or 0.0)
         return answer
 
-    def count_failure(self, error: UpstreamError, name: str) -> UpstreamError:
-        """Record a failed attempt (stats, backoff, record, log) and return the error."""
+    def count_failure(
+        self, error: UpstreamError, name: str, at_least: float = 0.0
+    ) -> UpstreamError:
+        """Record a failed attempt (stats, backoff, record, log) and return the error; the
+        next attempt waits at least `at_least` seconds (the PVS's Retry-After)."""
         self.stats.failures[error.kind] += 1
-        self.backoff.failed()
+        self.backoff.failed(at_least)
         self.record.failure(error.kind, error.message)
         log.warning("upstream %s failed: %s", name, error.message)
         return error
 
 
-def answer_problem(answer: Answer, expect_json: bool, auth_expiry: bool = False) -> str | None:
-    """Why this answer says the PVS is unwell (None when it is fine or a plain 4xx)."""
-    if auth_expiry and answer.status in (401, 403):
-        return None  # a session that expired: the caller renews it
-    if answer.status >= 500 or answer.status in (401, 403):
-        return f"HTTP {answer.status}"
-    if answer.ok and expect_json:
-        try:
-            json.loads(answer.body)
-        except (ValueError, RecursionError):  # nesting deep enough to exhaust the stack
-            return f"a body that is not valid JSON ({len(answer.body)} bytes)"
-    return None
+def _answer_of(
+    response: aiohttp.ClientResponse, body: bytes, started: float, started_wall: float, clock: Clock
+) -> Answer:
+    """The answer as the bridge keeps it: dated when it was asked for (RFC 9111's response
+    delay: a DeviceList that took a minute is a minute old when it arrives)."""
+    return Answer(
+        status=response.status,
+        body=body,
+        content_type=response.headers.get("Content-Type"),
+        headers=replayable_headers(list(response.headers.items())),
+        fetched_at=started,
+        fetched_wall=started_wall,
+        elapsed=clock.monotonic() - started,
+        cookies=tuple((name, c.value) for name, c in response.cookies.items()),
+    )

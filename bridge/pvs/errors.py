@@ -63,6 +63,12 @@ class Rejected(UpstreamError):
     kind = "rejected"
 
 
+class TooLarge(Rejected):
+    """The PVS's answer was longer than `upstream.max_body_bytes`: cut off, never kept."""
+
+    kind = "too_large"
+
+
 class LoginRefused(UpstreamError):
     """The PVS refused the bridge's credentials."""
 

@@ -4,7 +4,9 @@ Each mode is something a real PVS has been seen doing: answering slowly, never a
 500s when dl_cgi crashes, spurious 403s, dropped connections, half a body, refusing
 connections while it reboots, a DeviceList whose meters vanished, a random mix of those,
 and `fragile`: the device itself, which copes with one request at a time at a modest
-rate and otherwise starts failing and then reboots.
+rate and otherwise starts failing and then reboots. The modes that test how a client reads
+an answer (`huge_body`, `endless_body`, `redirect`, `too_many`, `unsolicited`) are in
+hostile_answers.
 
 The control endpoint is also served on a side port that stays open while the simulated
 PVS is `down` (see `Simulator.control_url`), so a test can bring it back.
@@ -28,6 +30,12 @@ from aiohttp import web
 
 from bridge import cjson
 from bridge.clock import Clock
+from bridge.simulator.hostile_answers import (
+    HOSTILE_MODES,
+    HostileCounts,
+    HostileParams,
+    hostile_answer,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,6 +51,7 @@ MODES = (
     "nometers",
     "flaky",
     "fragile",
+    *HOSTILE_MODES,
 )
 # What `flaky` picks from when a request is chosen to fail.
 FLAKY_KINDS = ("error500", "error403", "reset", "truncate", "hang")
@@ -73,6 +82,9 @@ class FaultSettings:
     window: float = 10.0
     strain_limit: int = 3  # fragile: strained requests before it reboots
     reboot_seconds: float = 5.0  # fragile: how long a reboot refuses connections
+    size: int = 100_000_000  # huge_body: bytes of the padded answer
+    retry_after: float = 30.0  # too_many: the Retry-After it sends
+    location: str = "http://198.51.100.7/elsewhere"  # redirect: where to (TEST-NET-2)
 
     @classmethod
     def parse(cls, document: object) -> FaultSettings:
@@ -99,6 +111,8 @@ class FaultSettings:
             "max_concurrent": self.max_concurrent,
             "rate": self.rate,
             "strain_limit": self.strain_limit,
+            "size": self.size,
+            "retry_after": self.retry_after,
         }
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -111,6 +125,10 @@ class FaultSettings:
             raise FaultError("seconds must be a number or null")
         if not isinstance(self.kinds, list) or not set(self.kinds) <= set(FLAKY_KINDS):
             raise FaultError(f"kinds must be a list drawn from {', '.join(FLAKY_KINDS)}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int):
+            raise FaultError("size must be a whole number of bytes")
+        if not isinstance(self.location, str):
+            raise FaultError("location must be a string")
         if self.declare not in ("full", "half"):
             raise FaultError('declare must be "full" or "half"')
 
@@ -123,6 +141,7 @@ class FaultStats:
     injected: Counter[str] = field(default_factory=Counter)
     overloads: int = 0
     reboots: int = 0
+    hostile: HostileCounts = field(default_factory=HostileCounts)
 
 
 class Companion(Protocol):
@@ -190,6 +209,7 @@ class FaultInjector:
             "injected": dict(self.stats.injected),
             "overloads": self.stats.overloads,
             "reboots": self.stats.reboots,
+            **asdict(self.stats.hostile),
         }
 
     async def apply(self, settings: FaultSettings) -> None:
@@ -338,6 +358,10 @@ class FaultInjector:
             return await self._truncate(request, await handler(request))
         if mode == "nometers":
             return _without_meters(await handler(request))
+        if mode in HOSTILE_MODES:
+            settings = self.settings
+            params = HostileParams(settings.size, settings.retry_after, settings.location)
+            return await hostile_answer(mode, request, handler, params, self.stats.hostile)
         return await handler(request)
 
     async def _truncate(self, request: web.Request, full: web.StreamResponse) -> web.StreamResponse:
