@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.dev-stamp
 PYTHON ?= python3
 
-.PHONY: demo test lint format unit lab bench chaos clean
+.PHONY: demo test lint format unit lab bench chaos clean deploy undeploy
 
 # The virtualenv itself (python3-venv is installed when this Python lacks venv).
 $(BIN)/python:
@@ -35,11 +35,39 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	cd ansible && ../$(BIN)/ansible-lint --offline
 	cd ansible && ../$(BIN)/ansible-playbook --syntax-check -i inventory.example.ini site.yml
+	cd ansible && ../$(BIN)/ansible-playbook --syntax-check -i inventory.example.ini undeploy.yml
+	cd ansible && ../$(BIN)/ansible-playbook --syntax-check -i local.ini site.yml undeploy.yml
+	bash -n install.sh
 	$(BIN)/python deploy/lab/check-unit-drift.py
 
 format: $(STAMP)
 	$(BIN)/ruff format bridge tests bench
 	$(BIN)/ruff check --fix bridge tests bench
+
+# Provision a Pi from this machine (README: "Deploy to a Pi"): Ansible into .venv, then
+# ansible/site.yml on the inventory. INVENTORY=path for another inventory, ARGS=... for
+# ansible-playbook options (ARGS=--ask-vault-pass, ARGS="--check --diff").
+DEPLOY_STAMP := $(VENV)/.deploy-stamp
+INVENTORY ?= ansible/inventory.ini
+ARGS ?=
+$(DEPLOY_STAMP): ansible/controller-requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r ansible/controller-requirements.txt
+	@touch $@
+
+# A missing inventory would only print "skipping: no hosts matched" and exit 0.
+define check_inventory
+	@test -s $(INVENTORY) || { echo "make $@: no inventory at $(INVENTORY). Copy the example and put your Pi's address in it:"; \
+	  echo "  cp ansible/inventory.example.ini ansible/inventory.ini"; echo "(or INVENTORY=path/to/inventory)"; exit 2; }
+endef
+
+deploy: $(DEPLOY_STAMP)
+	$(check_inventory)
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i $(INVENTORY) ansible/site.yml $(ARGS)
+
+# Take the bridge off the Pi again and restore what it had before (ansible/undeploy.yml).
+undeploy: $(DEPLOY_STAMP)
+	$(check_inventory)
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook -i $(INVENTORY) ansible/undeploy.yml $(ARGS)
 
 # The real components the tests use where users have them: an MQTT broker, a browser
 # and promtool. Installed from Debian when root; without them those tests are skipped
