@@ -4,6 +4,9 @@ It behaves like the device where clients can notice: lighttpd's Server header, t
 cJSON print layout, a slow DeviceList, a 403 JSON body for commands it does not know.
 `GET /_sim/stats` counts what it received and the most requests it was ever serving at
 once, which is how tests prove the bridge never sends the PVS two requests together.
+Like the device, it keeps working on a request whose client hung up (a CGI that runs on):
+such a request counts as being served, in `current` and `max_concurrent`, until its
+answer is ready (`finish_abandoned`, on by default).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class SimulatorOptions:
     ws_drop: float = 600.0  # seconds after which each feed connection is closed
     ws_interval: float = 1.0  # seconds between value checks (and frames, while values change)
     ws_jitter: bool = False  # move the power values on every tick (tests); POST /_sim/feed too
+    # Keep working on a request whose client hung up, as the PVS does (False: stop at once).
+    finish_abandoned: bool = True
 
 
 @dataclass
@@ -68,6 +73,7 @@ class Stats:
     `min_gap_s` is the smallest gap between the arrivals of two consecutive requests
     (`/_sim/*` excluded), on the simulator's clock: the evidence that a bridge paces the PVS.
     The `ws_*` counters and `telemetry_enables` are the live feed's (feed.py).
+    `abandoned` counts requests whose client hung up while they were being worked on.
     """
 
     requests: Counter[str] = field(default_factory=Counter)
@@ -76,6 +82,7 @@ class Stats:
     max_concurrent: int = 0
     last_arrival: float | None = None
     min_gap_s: float | None = None
+    abandoned: int = 0
     ws_connections_total: int = 0
     ws_frames: int = 0
     telemetry_enables: int = 0
@@ -95,6 +102,7 @@ class Stats:
             "max_concurrent": self.max_concurrent,
             "current": self.current,
             "min_gap_s": None if self.min_gap_s is None else round(self.min_gap_s, 6),
+            "abandoned": self.abandoned,
             "ws_connections_total": self.ws_connections_total,
             "ws_frames": self.ws_frames,
             "telemetry_enables": self.telemetry_enables,
@@ -133,6 +141,7 @@ class Simulator:
         self.feed = Feed(self)  # the WebSocket live feed; listens once start() gets a ws_port
         self.faults.companions.append(self.feed)  # `down` and reboots take the feed along
         self.faults.on_boot = self.site.reboot  # coming back up from `down` is a reboot
+        self._abandoned: set[asyncio.Task[web.StreamResponse]] = set()  # still worked on
 
     @property
     def feed_url(self) -> str:
@@ -141,7 +150,9 @@ class Simulator:
 
     def app(self) -> web.Application:
         """The aiohttp application serving this simulated PVS."""
-        app = web.Application(middlewares=[self._count, self.faults.middleware])
+        middlewares = [self._count, self.faults.middleware, self._finish_abandoned]
+        app = web.Application(middlewares=middlewares)
+        app.on_shutdown.append(self._drop_abandoned)
         self.faults.install(app)
         self.feed.install(app)
         app.on_response_prepare.append(_server_header)
@@ -166,6 +177,44 @@ class Simulator:
             return await handler(request)
         finally:
             stats.current -= 1
+
+    @web.middleware
+    async def _finish_abandoned(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Run the handler (the PVS's work on a request) to its end even when the client
+        hangs up, counted as being served until then. Innermost: a fault that holds the
+        connection itself (`hang`, `slow`, a reset) still ends with it."""
+        if request.path.startswith("/_sim/") or not self.options.finish_abandoned:
+            return await handler(request)
+        work = asyncio.ensure_future(handler(request))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            if not work.done():
+                self._abandon(work)
+            raise
+
+    def _abandon(self, work: asyncio.Task[web.StreamResponse]) -> None:
+        """Count `work` as being served until it ends (`_count` stops counting its request
+        when the client's hang-up cancels it)."""
+        stats = self.stats  # the counters it joined, even if a test resets them meanwhile
+        stats.abandoned += 1
+        stats.current += 1
+        self._abandoned.add(work)
+
+        def ended(done: asyncio.Task[web.StreamResponse]) -> None:
+            stats.current -= 1
+            self._abandoned.discard(done)
+            if not done.cancelled():
+                done.exception()  # retrieved: nobody awaits an abandoned answer
+
+        work.add_done_callback(ended)
+
+    async def _drop_abandoned(self, _app: web.Application) -> None:
+        """At stop, stop the work nobody waits for."""
+        still = list(self._abandoned)
+        for work in still:
+            work.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
 
     def stats_document(self) -> dict[str, Any]:
         """The `/_sim/stats` document: the counters plus the feed connections open now."""
@@ -268,8 +317,9 @@ async def start(
 ) -> tuple[web.AppRunner, str]:
     """Serve the simulator; returns the runner (for cleanup) and its base URL.
 
-    Handlers are cancelled when a client hangs up, as lighttpd kills a CGI whose client
-    went away, so a request the bridge abandoned does not linger as "concurrent".
+    Handlers are cancelled when a client hangs up (`handler_cancellation`), so a fault
+    that holds the connection ends with it; the PVS's work on the request itself runs on
+    (see `Simulator._finish_abandoned`), counted as concurrent until its answer is ready.
     With `ws_port` (0 = a free one) the WebSocket live feed listens too, on `ws_host`
     (default: `host`), at `simulator.feed_url`; the runner's cleanup closes it.
     """
