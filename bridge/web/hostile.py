@@ -9,8 +9,9 @@ The HTTP parser's own limits (request line, header size and count) come first; s
 
 from __future__ import annotations
 
-import functools
 import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import HttpVersion10, web
@@ -23,6 +24,7 @@ MAX_FIELD = 4096  # one header line
 MAX_HEADERS = 48
 MAX_QUERY = 1024
 MAX_BODY_DEFAULT = 4096  # for requests refused before any app (and its config) is involved
+MEMO_KEY_BYTES = 4096  # the largest path or header set whose verdict is kept (see Verdicts)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The 2025 API's varserver takes its query as a POST body (at most 1024 bytes on the
 # PVS); the application's client_max_size bounds what the handler reads of it.
@@ -41,10 +43,39 @@ def _refuse(status: int, error: str, message: str) -> web.Response:
     return response
 
 
-# Clients repeat the same few paths and header sets for ever, so the verdicts are
-# memoised (bounded: a client varying them only evicts older verdicts).
-@functools.lru_cache(maxsize=1024)
-def _bad_path(raw_path: str) -> str | None:
+class Verdicts:
+    """Memoised verdicts on client input, bounded in entries and in bytes.
+
+    Clients repeat the same few paths and header sets for ever, so verdicts are kept; but
+    the input is the client's to choose, so only small inputs are (a memo keyed on 48
+    header lines of 4 KB each held 185 KB per entry): it holds at most `entries` inputs
+    of at most `key_bytes` each. Larger ones, rare from a real client, are judged anew.
+    """
+
+    def __init__(self, judge: Callable[[Any], str | None], entries: int, key_bytes: int) -> None:
+        self.judge = judge
+        self.entries = entries
+        self.key_bytes = key_bytes
+        self.held: dict[Any, tuple[str | None, int]] = {}  # input -> (verdict, its size)
+
+    def __call__(self, raw: Any, size: Callable[[Any], int] = len) -> str | None:
+        known = self.held.get(raw)
+        if known is not None:
+            return known[0]
+        verdict = self.judge(raw)
+        nbytes = size(raw)
+        if nbytes <= self.key_bytes:
+            if len(self.held) >= self.entries:
+                del self.held[next(iter(self.held))]  # the oldest
+            self.held[raw] = (verdict, nbytes)
+        return verdict
+
+    def held_bytes(self) -> int:
+        """The bytes of client input held (at most entries * key_bytes)."""
+        return sum(nbytes for _verdict, nbytes in self.held.values())
+
+
+def _judge_path(raw_path: str) -> str | None:
     """Why a raw origin-form path is refused (None when it is fine)."""
     path = raw_path.partition("?")[0]
     if not path.startswith("/") or path.startswith("//"):
@@ -63,8 +94,7 @@ def _bad_path(raw_path: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=256)
-def _bad_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> str | None:
+def _judge_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> str | None:
     """Why a request's raw header lines are refused (None when they are fine)."""
     hosts = [value for name, value in raw_headers if name.lower() == b"host"]
     if len(hosts) > 1:
@@ -81,6 +111,15 @@ def _bad_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> str | None:
     if hosts and not _HOST.fullmatch(hosts[0].decode("utf-8")):
         return "the Host header is not a host name or address with an optional port"
     return None
+
+
+def headers_size(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int:
+    """The bytes of a request's header names and values."""
+    return sum(len(name) + len(value) for name, value in raw_headers)
+
+
+_bad_path = Verdicts(_judge_path, entries=1024, key_bytes=MEMO_KEY_BYTES)
+_bad_headers = Verdicts(_judge_headers, entries=256, key_bytes=MEMO_KEY_BYTES)
 
 
 async def refuse_hostile(request: web.Request, max_body: int) -> web.Response | None:
@@ -106,7 +145,7 @@ def refuse_at_once(request: web.Request) -> web.Response | None:
     path, _, query = raw.partition("?")
     if len(query) > MAX_QUERY:
         return _refuse(414, "query_too_long", f"query longer than {MAX_QUERY} bytes")
-    why = _bad_headers(request.raw_headers)
+    why = _bad_headers(request.raw_headers, headers_size)
     if why is not None:
         return _refuse(400, "bad_header", why)
     method = request.method
