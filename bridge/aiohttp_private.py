@@ -32,3 +32,14 @@ def swap_server_class(server: Any, cls: type) -> None:
     """Same server state, another protocol factory: aiohttp has no public hook for the
     request handler class a Server builds, and parser errors are only seen there."""
     server.__class__ = cls
+
+
+def awaiting_request(handler: Any) -> bool:
+    """Whether a connection is between requests: its request head not (yet) complete.
+
+    aiohttp decides "idle" the same way in RequestHandler._process_keepalive, and has no
+    public way to ask; the connection caps close idle connections first, and a request
+    head that takes too long is only seen from here (see bridge.web.connections).
+    """
+    waiter = handler._waiter
+    return waiter is not None and not waiter.done()

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(args: argparse.Namespace) -> int:
     """`pvs-bridge serve`."""
     cfg = load_config(args)
-    setup_logging(cfg.server.log_level)
+    setup_logging(cfg.server.log_level, cfg.server.log_burst)
     return run_async(serve(cfg))
 
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import ssl
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,20 +17,21 @@ from aiohttp import web
 from bridge import __version__, config
 from bridge.app import create_app
 from bridge.config import Config
+from bridge.host import logs
+from bridge.host.fds import raise_open_files_limit
+from bridge.host.systemd import Notifier
 from bridge.host.tls import context_from_config
 from bridge.web import keys
+from bridge.web.connections import RESERVED_FDS
 from bridge.web.runner import make_runner
 
 log = logging.getLogger("bridge")
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr; journald adds its own timestamps, so omit ours under systemd."""
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if "JOURNAL_STREAM" not in os.environ:
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+def setup_logging(level: str, burst: int = 20) -> None:
+    """Log to stderr, with journald priorities under systemd, at most `burst` lines of a
+    kind a minute (see host.logs)."""
+    logs.setup(level, burst)
 
 
 def run_async(main_coroutine: Coroutine[Any, Any, int]) -> int:
@@ -48,12 +47,14 @@ def run_async(main_coroutine: Coroutine[Any, Any, int]) -> int:
 async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -> int:
     """Run the bridge until SIGTERM/SIGINT, then shut down within the grace period."""
     app = create_app(cfg)
+    raise_open_files_limit(cfg.server.max_connections + RESERVED_FDS)
     runner = make_runner(app, cfg.server)
     await runner.setup()
     # The live feed has a listener of its own (port 9002, as on the PVS), where "/" is
-    # the WebSocket; it shares the bridge's hub and guards.
-    feed_runner = make_runner(app[keys.FEED_APP], cfg.server)
+    # the WebSocket; it shares the bridge's hub and guards, and the connection caps.
+    feed_runner = make_runner(app[keys.FEED_APP], cfg.server, runner.connections)
     await feed_runner.setup()
+    systemd = Notifier()
     try:
         urls = await _listen(runner, cfg.server.listen, "http", "server.listen")
         if cfg.server.listen_tls:
@@ -67,7 +68,10 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
         )
         if ready is not None:
             ready(urls)
-        await wait_for_signal()
+        systemd.notify("READY=1", f"STATUS=serving {', '.join(urls)}")
+        async with systemd.watchdog_pings():
+            await wait_for_signal()
+        systemd.notify("STOPPING=1", "STATUS=shutting down")
         log.info("shutting down")
     except ListenError:
         return 1

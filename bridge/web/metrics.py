@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from bridge.pvs.devices import DeviceReader
 from bridge.pvs.reboots import RebootWatch
 from bridge.pvs.requests import DEVICE_LIST
+from bridge.web.client_trouble import ClientTrouble
 from bridge.web.health import HealthReporter
 from bridge.web.metrics_bridge import bridge_families
 from bridge.web.metrics_site import site_families
@@ -35,6 +36,8 @@ class Metrics:
     def __init__(self) -> None:
         self.responses: Counter[tuple[int, str]] = Counter()
         self._logged: Counter[str] = Counter()
+        # What clients did wrong (counted by the connections, see runner).
+        self.trouble = ClientTrouble()
 
     def count_response(self, status: int, cache_state: str) -> None:
         """One proxied answer, by status and X-Cache (bounded: few statuses, four states)."""
@@ -49,10 +52,12 @@ class Metrics:
                 by_state["errors"] += count
         delta = by_state - self._logged
         self._logged = by_state
-        if not delta:
-            return None
-        parts = ", ".join(f"{name} {count}" for name, count in sorted(delta.items()))
-        return f"served {delta.total() - delta['errors']} answers ({parts})"
+        served = None
+        if delta:
+            parts = ", ".join(f"{name} {count}" for name, count in sorted(delta.items()))
+            served = f"served {delta.total() - delta['errors']} answers ({parts})"
+        trouble = self.trouble.summary_since_last()
+        return "; ".join(part for part in (served, trouble) if part) or None
 
 
 class SiteCollector(Collector):
