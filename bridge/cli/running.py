@@ -69,7 +69,7 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
         if ready is not None:
             ready(urls)
         systemd.notify("READY=1", f"STATUS=serving {', '.join(urls)}")
-        async with systemd.watchdog_pings():
+        async with systemd.watchdog_pings(health_line(app)):
             await wait_for_signal()
         systemd.notify("STOPPING=1", "STATUS=shutting down")
         log.info("shutting down")
@@ -79,6 +79,18 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
         await feed_runner.cleanup()
         await runner.cleanup()
     return 0
+
+
+def health_line(app: web.Application) -> Callable[[], str]:
+    """The PVS's health in one line, for `systemctl status` ("PVS degraded: ...")."""
+
+    def line() -> str:
+        _code, report = app[keys.HEALTH].report()
+        reasons = report.get("reasons")
+        first = f": {reasons[0]}" if isinstance(reasons, list) and reasons else ""
+        return f"PVS {report.get('status')}{first}"
+
+    return line
 
 
 class ListenError(Exception):

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,14 @@ class Notifier:
         return True
 
     @contextlib.asynccontextmanager
-    async def watchdog_pings(self) -> AsyncIterator[None]:
-        """WATCHDOG=1 every half watchdog interval, from the event loop, while inside."""
+    async def watchdog_pings(self, status: Callable[[], str] | None = None) -> AsyncIterator[None]:
+        """WATCHDOG=1 every half watchdog interval, from the event loop, while inside; with
+        it STATUS=`status()` whenever that changed (what `systemctl status` shows)."""
         if not self.address or self.watchdog is None:
             yield
             return
-        task = asyncio.create_task(self._ping_forever(self.watchdog / 2), name="watchdog")
+        pinging = self._ping_forever(self.watchdog / 2, status)
+        task = asyncio.create_task(pinging, name="watchdog")
         try:
             yield
         finally:
@@ -54,9 +56,15 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _ping_forever(self, every: float) -> None:
+    async def _ping_forever(self, every: float, status: Callable[[], str] | None) -> None:
+        shown = ""
         while True:
-            self.notify("WATCHDOG=1")
+            now = status() if status is not None else shown
+            if now != shown:
+                self.notify("WATCHDOG=1", f"STATUS={now}")
+                shown = now
+            else:
+                self.notify("WATCHDOG=1")
             await asyncio.sleep(every)
 
 
