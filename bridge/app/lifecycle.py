@@ -38,8 +38,11 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
 
 
 async def warm_store(app: web.Application) -> AsyncIterator[None]:
-    """The last good DeviceList survives a restart (see cache.warmstore)."""
+    """The last good DeviceList survives a restart (see cache.warmstore). First, whether
+    server.state_dir takes writes at all (for /health: never fatal)."""
     config, upstream, devices = app[keys.CONFIG], app[keys.UPSTREAM], app[keys.DEVICES]
+    state = app[keys.STATE_DIR]
+    state.probe()
     if not config.cache.warm_start:
         yield
         return
@@ -50,7 +53,7 @@ async def warm_store(app: web.Application) -> AsyncIterator[None]:
 
     state_dir = Path(config.server.state_dir)
     async with warmstore.kept_warm(
-        state_dir, app[keys.CACHE], app[keys.CLOCK], upstream.base_url, loaded
+        state_dir, app[keys.CACHE], app[keys.CLOCK], upstream.base_url, loaded, state.write
     ):
         yield
 
@@ -61,7 +64,9 @@ def history(live: Live) -> Callable[[web.Application], AsyncIterator[None]]:
 
     async def kept(app: web.Application) -> AsyncIterator[None]:
         state_dir = Path(app[keys.CONFIG].server.state_dir)
-        async with kept_history(live.history, state_dir, app[keys.CLOCK]):
+        async with kept_history(
+            live.history, state_dir, app[keys.CLOCK], app[keys.STATE_DIR].write
+        ):
             yield
 
     return kept

@@ -16,14 +16,17 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bridge.cache.history import MINUTES, History
 from bridge.clock import Clock
+from bridge.host.statefiles import write_atomically
 
 log = logging.getLogger(__name__)
+
+Write = Callable[[Path, bytes], None]
 
 FILE_NAME = "history.json"
 SAVE_EVERY = 900.0
@@ -33,8 +36,11 @@ FORMAT = 1
 class HistoryStore:
     """Reads and writes the one file of one `History`."""
 
-    def __init__(self, path: Path, history: History, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, history: History, clock: Clock, write: Write = write_atomically
+    ) -> None:
         self.path = path
+        self._write = write
         self.history = history
         self.clock = clock
         self.writes = 0
@@ -79,43 +85,27 @@ class HistoryStore:
         return changes, json.dumps(document, separators=(",", ":")).encode()
 
     def write(self, changes: int, data: bytes) -> bool:
-        """Write `data` atomically: a temporary file, flushed to the card, then renamed."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
+        """Write `data` atomically and durably (see host.statefiles)."""
         try:
-            with temporary.open("wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-            _sync_directory(self.path.parent)
+            self._write(self.path, data)
         except OSError as error:
             log.warning("history: cannot write %s: %s", self.path, error)
-            with contextlib.suppress(OSError):
-                temporary.unlink()
             return False
         self._saved_changes = changes
         self.writes += 1
         return True
 
 
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable (where the platform can)."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
 @asynccontextmanager
-async def kept_history(history: History, state_dir: Path, clock: Clock) -> AsyncIterator[None]:
+async def kept_history(
+    history: History, state_dir: Path, clock: Clock, write: Write = write_atomically
+) -> AsyncIterator[None]:
     """Load at start, save every SAVE_EVERY seconds and at stop (when state_dir exists)."""
     # Start-up and stop only: a few small blocking file operations are fine here.
     if not os.path.isdir(state_dir):  # noqa: ASYNC240
         yield
         return
-    store = HistoryStore(state_dir / FILE_NAME, history, clock)
+    store = HistoryStore(state_dir / FILE_NAME, history, clock, write)
     store.load()
     saver = asyncio.create_task(_save_now_and_then(store), name="history store")
     try:

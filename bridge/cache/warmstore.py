@@ -27,12 +27,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from bridge.cache import warm_checks
 from bridge.cache.answers import AnswerCache
 from bridge.clock import Clock
+from bridge.host.statefiles import write_atomically
 from bridge.pvs.answer import Answer
 from bridge.pvs.requests import DEVICE_LIST
 
 log = logging.getLogger(__name__)
+
+Write = Callable[[Path, bytes], None]
 
 FILE_NAME = "last-devicelist.json"
 SAVE_EVERY = 900.0
@@ -65,44 +69,40 @@ class WarmStore:
         *,
         boot: Callable[[], str] = current_boot,
         synchronised: Callable[[], bool] = clock_synchronised,
+        write: Write = write_atomically,
     ) -> None:
         self.path = path
         self.upstream = upstream
         self.clock = clock
         self.boot = boot
         self.synchronised = synchronised
+        self.write = write  # atomic and durable (see host.statefiles)
         self.writes = 0
         self._saved: float | None = None  # fetched_wall of the answer on disk
 
     def load(self, max_stale: float) -> Answer | None:
-        """The stored answer, re-timed on this run's monotonic clock, if still usable."""
+        """The stored answer, re-timed on this run's monotonic clock, if still usable.
+
+        Checked as a live answer is (see `warm_checks`): anything invalid is ignored with
+        one log line, never served, never a crash."""
         try:
-            document = json.loads(self.path.read_bytes())
+            document = warm_checks.document_fields(json.loads(self.path.read_bytes()))
             if document.get("format") != FORMAT or document.get("upstream") != self.upstream:
                 return None
             if document.get("boot") != self.boot() and not self.synchronised():
                 log.info("warm start: stored before a reboot and the clock is not synced yet")
                 return None
-            fetched_wall = float(document["fetched_wall"])
-            age = self.clock.wall() - fetched_wall
+            age = self.clock.wall() - warm_checks.number(document, "fetched_wall")
             if not 0 <= age <= max_stale:
                 log.info("warm start: stored DeviceList is %.0f s old; not used", age)
                 return None
-            answer = Answer(
-                status=int(document["status"]),
-                body=base64.b64decode(document["body"]),
-                content_type=document.get("content_type"),
-                headers=tuple((str(k), str(v)) for k, v in document.get("headers", [])),
-                fetched_at=self.clock.monotonic() - age,
-                fetched_wall=fetched_wall,
-                elapsed=float(document.get("elapsed", 0.0)),
-            )
+            answer = warm_checks.stored_answer(document, self.clock.monotonic() - age)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("warm start: cannot use %s: %s", self.path, error)
+        except (OSError, ValueError, RecursionError) as error:
+            log.warning("warm start: ignoring %s: %s", self.path, error)
             return None
-        self._saved = fetched_wall
+        self._saved = answer.fetched_wall
         log.info("warm start: serving the DeviceList stored %.0f s ago until the PVS answers", age)
         return answer
 
@@ -121,10 +121,8 @@ class WarmStore:
             "elapsed": answer.elapsed,
             "body": base64.b64encode(answer.body).decode("ascii"),
         }
-        temporary = self.path.with_suffix(".tmp")
         try:
-            temporary.write_text(json.dumps(document))
-            os.replace(temporary, self.path)
+            self.write(self.path, json.dumps(document).encode())
         except OSError as error:
             log.warning("warm start: cannot write %s: %s", self.path, error)
             return False
@@ -140,6 +138,7 @@ async def kept_warm(
     clock: Clock,
     upstream: str,
     loaded: Callable[[Answer], None] = lambda _answer: None,
+    write: Write = write_atomically,
 ) -> AsyncIterator[None]:
     """Load at start, save every SAVE_EVERY seconds and at stop (when state_dir exists).
 
@@ -151,7 +150,7 @@ async def kept_warm(
     if not os.path.isdir(state_dir):  # noqa: ASYNC240
         yield
         return
-    store = WarmStore(state_dir / FILE_NAME, upstream, clock)
+    store = WarmStore(state_dir / FILE_NAME, upstream, clock, write=write)
     answer = store.load(cache.max_stale)
     if answer is not None:
         cache.preload(DEVICE_LIST, answer)

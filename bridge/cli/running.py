@@ -20,7 +20,6 @@ from bridge.config import Config
 from bridge.host import logs
 from bridge.host.fds import raise_open_files_limit
 from bridge.host.systemd import Notifier
-from bridge.host.tls import context_from_config
 from bridge.web import keys
 from bridge.web.connections import RESERVED_FDS
 from bridge.web.runner import make_runner
@@ -57,11 +56,15 @@ async def serve(cfg: Config, ready: Callable[[list[str]], None] | None = None) -
     systemd = Notifier()
     try:
         urls = await _listen(runner, cfg.server.listen, "http", "server.listen")
-        if cfg.server.listen_tls:
-            context = context_from_config(cfg.server)
+        # No certificate to be had (read-only state_dir, a pair that does not load) turns
+        # the TLS listener off, named in /health; plain HTTP serves all the same.
+        tls = app[keys.TLS]
+        context = tls.context(cfg.server, app[keys.STATE_DIR]) if tls.wanted else None
+        if context is not None:
             urls += await _listen(
                 runner, cfg.server.listen_tls, "https", "server.listen_tls", context
             )
+            tls.listening = True
         urls += await _listen(feed_runner, cfg.server.listen_ws, "ws", "server.listen_ws")
         log.info(
             "pvs-bridge %s serving %s for PVS %s", __version__, ", ".join(urls), cfg.upstream.url

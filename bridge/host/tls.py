@@ -4,7 +4,9 @@ Clients of the 2025 API (the reference library among them) talk `https://` to th
 with certificate checks off, because the PVS's certificate is self-signed. To stand in
 for it the bridge listens with TLS too. Without `server.tls_cert`/`tls_key` it creates a
 self-signed certificate on first start and keeps it in `server.state_dir`, so clients
-that pin it see the same one after a restart. The key file is written with mode 0600.
+that pin it see the same one after a restart. The key file is written with mode 0600,
+both atomically (see `statefiles`); a pair that cannot be loaded (cut short by a full
+disk, garbage, a key that does not match its certificate) is made anew.
 """
 
 from __future__ import annotations
@@ -12,24 +14,34 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from bridge.config import ConfigError, ServerConfig
+from bridge.host.statefiles import write_atomically
 
 log = logging.getLogger(__name__)
+
+Write = Callable[..., None]  # as `write_atomically(path, data, mode=...)`
 
 CERT_NAME = "tls-cert.pem"
 KEY_NAME = "tls-key.pem"
 VALID_DAYS = 3650
 
 
-def self_signed(state_dir: Path, hostname: str | None = None) -> tuple[Path, Path]:
-    """The certificate and key in `state_dir`, created on first use and reused after."""
+def self_signed(
+    state_dir: Path,
+    hostname: str | None = None,
+    *,
+    replace: bool = False,
+    write: Write = write_atomically,
+) -> tuple[Path, Path]:
+    """The certificate and key in `state_dir`, created on first use (or when `replace`d)
+    and reused after."""
     cert_path, key_path = state_dir / CERT_NAME, state_dir / KEY_NAME
-    if cert_path.is_file() and key_path.is_file():
+    if not replace and cert_path.is_file() and key_path.is_file():
         return cert_path, key_path
     # Imported here: only a bridge that listens with TLS and has no certificate needs it.
     from cryptography import x509
@@ -59,24 +71,29 @@ def self_signed(state_dir: Path, hostname: str | None = None) -> tuple[Path, Pat
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    state_dir.mkdir(parents=True, exist_ok=True)
     key_bytes = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(key_path, key_bytes)
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    # The key first: a cut-short pair is one that does not load, and is made anew.
+    write(key_path, key_bytes, mode=0o600)
+    write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), mode=0o644)
     log.info("created a self-signed TLS certificate for %s in %s", name, state_dir)
     return cert_path, key_path
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file that only the bridge's user may read, from its creation on."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
+def usable_self_signed(state_dir: Path, write: Write = write_atomically) -> ssl.SSLContext:
+    """The context of the kept pair, made anew when it does not load (raises OSError when
+    it cannot be written, ssl.SSLError when even a new one does not load)."""
+    cert_path, key_path = self_signed(state_dir, write=write)
+    try:
+        return server_context(cert_path, key_path)
+    except (OSError, ssl.SSLError) as error:
+        log.warning(
+            "the TLS certificate in %s cannot be used (%s); making a new one", state_dir, error
+        )
+    return server_context(*self_signed(state_dir, replace=True, write=write))
 
 
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
@@ -86,22 +103,24 @@ def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     return context
 
 
-def context_from_config(server: ServerConfig) -> ssl.SSLContext:
-    """The TLS context for `server.listen_tls`: the configured files, or the self-signed pair."""
+def context_from_config(server: ServerConfig, write: Write = write_atomically) -> ssl.SSLContext:
+    """The TLS context for `server.listen_tls`: the configured files (never replaced: they
+    are the owner's), or the self-signed pair (made anew when unusable). ConfigError when
+    neither can be had."""
     if server.tls_cert:
-        cert_path, key_path = Path(server.tls_cert), Path(server.tls_key)
-    else:
         try:
-            cert_path, key_path = self_signed(Path(server.state_dir))
-        except OSError as error:
-            raise ConfigError(
-                f"server.state_dir: cannot keep the TLS certificate in {server.state_dir}: "
-                f"{error.strerror or error}"
-            ) from None
+            return server_context(Path(server.tls_cert), Path(server.tls_key))
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(f"server.tls_cert: cannot load {server.tls_cert}: {error}") from None
     try:
-        return server_context(cert_path, key_path)
-    except (OSError, ssl.SSLError) as error:
-        raise ConfigError(f"server.tls_cert: cannot load {cert_path}: {error}") from None
+        return usable_self_signed(Path(server.state_dir), write)
+    except OSError as error:
+        raise ConfigError(
+            f"server.state_dir: cannot keep the TLS certificate in {server.state_dir}: "
+            f"{error.strerror or error}"
+        ) from None
+    except ssl.SSLError as error:
+        raise ConfigError(f"the new self-signed TLS certificate does not load: {error}") from None
 
 
 def fingerprint(cert_path: Path) -> str:

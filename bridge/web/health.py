@@ -22,6 +22,7 @@ from bridge.pvs.client import Upstream
 from bridge.web.ratelimit import RateLimiter
 
 Describe = Callable[[], dict[str, object]]
+Problems = Callable[[], list[str]]
 
 
 def iso(wall: float | None) -> str | None:
@@ -42,6 +43,7 @@ class HealthReporter:
     limiter: RateLimiter | None
     describe_interfaces: Describe
     more: dict[str, Describe] = field(default_factory=dict)  # e.g. the 2025 API's clients
+    problems: tuple[Problems, ...] = ()  # degraded reasons of other parts (state_dir, TLS)
     interfaces_ttl: float = 10.0
     _interfaces: tuple[float, dict[str, object]] | None = None
 
@@ -102,6 +104,9 @@ class HealthReporter:
             if record.last_success_wall is None or when >= record.last_success_wall:
                 reasons.append(f"last answer rejected ({why}); serving the previous one")
         reasons.extend(self.backend.problems())  # e.g. a refused PVS login
+        reasons.extend(self.upstream.in_flight.problems())  # a request far overdue
+        reasons.extend(self.upstream.budget.problems())  # the day's PVS requests spent
+        reasons.extend(reason for problems in self.problems for reason in problems())
         if backoff.consecutive_failures and not self.cache.servable():
             reasons.append("no data young enough to serve")
             return "down", reasons
@@ -130,6 +135,8 @@ class HealthReporter:
             "queue": {"waiting": upstream.gate.waiting, "limit": upstream.gate.queue_limit},
             "min_interval_s": upstream.gate.min_interval,
             "max_in_flight": upstream.gate.max_in_flight,
+            **upstream.in_flight.describe(),  # the request in flight now, usual times
+            "today": upstream.budget.describe(),  # requests sent today, against the budget
             **self.backend.describe(),
         }
 

@@ -8,6 +8,8 @@ from aiohttp import web
 from bridge.cache.answers import AnswerCache
 from bridge.clock import Clock
 from bridge.config import Config
+from bridge.host.statefiles import StateDir
+from bridge.host.tls_listener import TlsListener
 from bridge.pvs.client import Upstream
 from bridge.pvs.devices import DeviceReader
 from bridge.pvs.feed import UpstreamFeed
@@ -27,5 +29,7 @@ HEALTH = web.AppKey("health", HealthReporter)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 FEED = web.AppKey("feed", UpstreamFeed)
+STATE_DIR = web.AppKey("state_dir", StateDir)  # server.state_dir: writable or not, and why
+TLS = web.AppKey("tls", TlsListener)  # server.listen_tls: on, or off and why
 # The small application of the live-feed listener (server.listen_ws), run by the CLI.
 FEED_APP = web.AppKey("feed_app", web.Application)
