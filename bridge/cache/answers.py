@@ -19,16 +19,13 @@ from collections.abc import Awaitable, Callable
 
 from cachetools import TLRUCache
 
-from bridge.cache.entries import (
-    STALE_WARNING,
-    Entry,
-    Lookup,
-    TooStale,
-)
+from bridge.cache.entries import STALE_WARNING, Entry, Lookup, TooStale
 from bridge.cache.refresh import RefreshAhead
+from bridge.cache.waiting import within
 from bridge.clock import Clock
 from bridge.flight import SingleFlight
 from bridge.pvs.answer import Answer
+from bridge.pvs.budget import OverBudget
 from bridge.pvs.errors import BadAnswer, GateFull, Rejected, UpstreamError
 from bridge.pvs.requests import CacheClass, ProxyRequest
 
@@ -58,8 +55,10 @@ class AnswerCache:
         backoff_wait: Callable[[], float] = lambda: 0.0,
         keeps: Callable[[Answer], bool] = keeps_data_and_refusals,
         refresh_cap: Callable[[ProxyRequest], float] = lambda _request: 0.0,
+        client_wait: float = 30.0,
     ) -> None:
         self.clock = clock
+        self.client_wait = client_wait  # the longest a client waits for the PVS
         self._keeps = keeps
         self._fetch = fetch
         self._ttl_for = ttl_for
@@ -85,8 +84,10 @@ class AnswerCache:
         self.rejections: list[tuple[float, str, str]] = []  # (wall time, key, why), last few
 
     async def get(self, request: ProxyRequest) -> Lookup:
-        """Answer from memory when possible; otherwise wait for the one shared fetch."""
-        return self.from_memory(request) or await self.fetch_shared(request)
+        """From memory when possible, else the one shared fetch, awaited `client_wait` at most."""
+        return self.from_memory(request) or await within(
+            self.clock, self.client_wait, request.name, self.fetch_shared(request)
+        )
 
     def from_memory(self, request: ProxyRequest) -> Lookup | None:
         """A HIT or STALE answer without waiting (None when there is none to serve).
@@ -119,8 +120,8 @@ class AnswerCache:
         key = request.target
         try:
             answer = await self._flights.run(key, lambda: self._fetch_and_store(request))
-        except (BadAnswer, GateFull):
-            raise  # the PVS's own answer, or a full queue: nothing to do with data age
+        except (BadAnswer, GateFull, OverBudget):
+            raise  # the PVS's own answer, a full queue, the day's budget: not data age
         except UpstreamError as error:
             last = self._last_good_at.get(key)
             raise TooStale(error, None if last is None else self.clock.monotonic() - last) from None
@@ -194,12 +195,11 @@ class AnswerCache:
 
     def snapshot(self) -> list[dict[str, object]]:
         """Each entry's age and state, for /health."""
-        now = self.clock.monotonic()
-        rows: list[dict[str, object]] = []
-        for key, entry in list(self._entries.items()):
-            age = now - entry.answer.fetched_at
-            rows.append(entry.describe(age, key in self.refresh, self._backoff_wait() > 0))
-        return rows
+        now, backing_off = self.clock.monotonic(), self._backoff_wait() > 0
+        return [
+            entry.describe(now - entry.answer.fetched_at, key in self.refresh, backing_off)
+            for key, entry in list(self._entries.items())
+        ]
 
     def preload(self, request: ProxyRequest, answer: Answer) -> None:
         """Hold a good answer kept from an earlier run (warm start), unless one is here."""

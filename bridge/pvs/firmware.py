@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from bridge.clock import Clock
 from bridge.config import UpstreamConfig
+from bridge.pvs import budget
 from bridge.pvs.answer import Answer
 from bridge.pvs.backend import PassThrough
 from bridge.pvs.client import Upstream
@@ -71,13 +72,14 @@ class FirmwareBackend:
         return await self._on_firmware(legacy, on_2025, _same, request.name, path_style)
 
     async def _read_devices(self) -> DeviceRead:
-        return await self._on_firmware(
-            self.legacy.read_devices,
-            self.translator.read_devices,
-            lambda read: read.answer,
-            "DeviceList",
-            False,
-        )
+        with budget.essential():  # what every client's data comes from: past the budget too
+            return await self._on_firmware(
+                self.legacy.read_devices,
+                self.translator.read_devices,
+                lambda read: read.answer,
+                "DeviceList",
+                False,
+            )
 
     async def _on_firmware(
         self,

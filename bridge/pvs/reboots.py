@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from bridge.clock import Clock
 from bridge.pvs.devices import DeviceRead
@@ -43,5 +44,16 @@ class RebootWatch:
             listener(uptime)
 
     def describe(self) -> dict[str, object]:
-        """For /health."""
-        return {"reboots_seen": self.reboots, "last_reboot_wall": self.last_reboot_wall}
+        """For /health: how many reboots were seen, and when the last one was (ISO 8601 UTC,
+        as /health writes every time; the raw wall time too, as before)."""
+        last = self.last_reboot_wall
+        return {
+            "reboots_seen": self.reboots,
+            "last_reboot": None if last is None else iso_utc(last),
+            "last_reboot_wall": last,
+        }
+
+
+def iso_utc(wall: float) -> str:
+    """A wall-clock time as `2026-12-01T20:36:00Z`."""
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
