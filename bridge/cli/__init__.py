@@ -6,13 +6,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bridge import __version__
 from bridge.cli.flags import add_serve_flags, flag_overrides, load_config
 from bridge.cli.running import run_async, serve, setup_logging
-from bridge.cli.simulate import add_simulator_flags, run_demo, run_simulate
+from bridge.cli.simulate import add_demo_command, add_simulate_command
 from bridge.config import DEFAULT_CONFIG_PATH, ConfigError, load
-from bridge.simulator.faults import MODES as FAULT_MODES
 
 __all__ = ["build_parser", "flag_overrides", "main", "serve"]
 
@@ -49,48 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_flags(serve)
     serve.set_defaults(handler=run_serve)
 
-    simulate = commands.add_parser(
-        "simulate",
-        help="run a simulated PVS",
-        description="A simulated PVS on loopback: the dl_cgi API (and the 2025 API with "
-        "--firmware 2025), its faults and its live feed. It prints where its control "
-        "port is: POST /_sim/faults there switches fault modes at run time.",
-    )
-    add_simulator_flags(simulate, listen="127.0.0.1:8081", latency=2.0)
-    simulate.add_argument(
-        "--session-ttl",
-        type=float,
-        default=300.0,
-        metavar="S",
-        help="2025 firmware: seconds a login session lives (default %(default)s)",
-    )
-    simulate.add_argument(
-        "--tls",
-        action="store_true",
-        help="serve HTTPS with a self-signed certificate, like the PVS",
-    )
-    simulate.add_argument(
-        "--faults", default="ok", metavar="MODE",
-        help=f"start in this fault mode, one of {', '.join(FAULT_MODES)} "
-        "(default %(default)s; POST /_sim/faults on the control port changes it at run time)",
-    )  # fmt: skip
-    simulate.set_defaults(handler=run_simulate)
+    add_simulate_command(commands)
+    add_demo_command(commands)
+    add_check_command(commands)
+    return parser
 
-    demo = commands.add_parser(
-        "demo",
-        help="run a simulator and a bridge on loopback",
-        description="A simulated PVS and a bridge in front of it, on loopback. It prints "
-        "every address to open, the simulator's control port among them.",
-    )
-    add_simulator_flags(demo, listen="127.0.0.1:8080", latency=3.0)
-    demo.add_argument(
-        "--bridge-ws",
-        default="127.0.0.1:9002",
-        metavar="HOST:PORT",
-        help="where the bridge serves the live feed (default %(default)s)",
-    )
-    demo.set_defaults(handler=run_demo)
 
+def add_check_command(commands: Any) -> None:
+    """`pvs-bridge check` and its flags."""
     check = commands.add_parser(
         "check",
         help="diagnose an installation",
@@ -112,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
         "server.listen address of the config, on this machine)",
     )
     check.set_defaults(handler=run_check)
-    return parser
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -57,6 +57,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
             "listen_ws",
         ),
     )
+    add_source_flags(parser)
+
+
+def add_source_flags(parser: argparse.ArgumentParser) -> None:
+    """serve's flags for where data comes from and goes to, and how fresh it is."""
     parser.add_argument(
         "--mqtt",
         metavar="URL",

@@ -7,16 +7,66 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bridge import config
 from bridge.cli.running import run_async, serve, setup_logging, wait_for_signal
 from bridge.config import ConfigError
 from bridge.host.tls import self_signed, server_context
 from bridge.simulator import server
+from bridge.simulator.faults import MODES as FAULT_MODES
 from bridge.simulator.faults import FaultError, FaultSettings
 from bridge.simulator.server import Simulator, SimulatorOptions
 
 log = logging.getLogger("bridge")
+
+
+def add_simulate_command(commands: Any) -> None:
+    """`pvs-bridge simulate` and its flags."""
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a simulated PVS",
+        description="A simulated PVS on loopback: the dl_cgi API (and the 2025 API with "
+        "--firmware 2025), its faults and its live feed. It prints where its control "
+        "port is: POST /_sim/faults there switches fault modes at run time.",
+    )
+    add_simulator_flags(simulate, listen="127.0.0.1:8081", latency=2.0)
+    simulate.add_argument(
+        "--session-ttl",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="2025 firmware: seconds a login session lives (default %(default)s)",
+    )
+    simulate.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate, like the PVS",
+    )
+    simulate.add_argument(
+        "--faults", default="ok", metavar="MODE",
+        help=f"start in this fault mode, one of {', '.join(FAULT_MODES)} "
+        "(default %(default)s; POST /_sim/faults on the control port changes it at run time)",
+    )  # fmt: skip
+    simulate.set_defaults(handler=run_simulate)
+
+
+def add_demo_command(commands: Any) -> None:
+    """`pvs-bridge demo` and its flags."""
+    demo = commands.add_parser(
+        "demo",
+        help="run a simulator and a bridge on loopback",
+        description="A simulated PVS and a bridge in front of it, on loopback. It prints "
+        "every address to open, the simulator's control port among them.",
+    )
+    add_simulator_flags(demo, listen="127.0.0.1:8080", latency=3.0)
+    demo.add_argument(
+        "--bridge-ws",
+        default="127.0.0.1:9002",
+        metavar="HOST:PORT",
+        help="where the bridge serves the live feed (default %(default)s)",
+    )
+    demo.set_defaults(handler=run_demo)
 
 
 def add_simulator_flags(parser: argparse.ArgumentParser, *, listen: str, latency: float) -> None:
