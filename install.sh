@@ -139,9 +139,12 @@ fi
 # --- the settings: detected once, kept in one file ------------------------------------------
 # The PVS side: the interface holding a lease from the PVS (172.27.x), else the wired port.
 leased=$(ip -4 -o addr show 2>/dev/null | awk '$4 ~ /^172\.27\./ { print $2; exit }')
-wired=$(for dev in /sys/class/net/*; do
-  [[ -e $dev/device && ! -e $dev/wireless && $(cat "$dev/type" 2>/dev/null) == 1 ]] && basename "$dev"
-done | sort | tr '\n' ' ')
+wired=
+for dev in /sys/class/net/*; do
+  if [[ -e $dev/device && ! -e $dev/wireless && $(cat "$dev/type" 2>/dev/null) == 1 ]]; then
+    wired+="${dev##*/} "
+  fi
+done
 # The home-LAN side: the default route that is not the PVS's.
 lan=$(ip -4 route show default 2>/dev/null | awk '$3 !~ /^172\.27\./ { for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }')
 
