@@ -158,7 +158,8 @@ def cache_families(health: HealthReporter) -> list[Metric]:
         ages.add_metric([str(row["key"])], float(str(row["age_s"])))
     rejected = counter(
         "pvs_bridge_rejected_answers",
-        "Device lists rejected as broken next to the last good one (the previous one kept).",
+        "Answers rejected: device lists broken next to the last good one, and answers longer "
+        "than upstream.max_body_bytes (the previous one kept).",
         cache.counts["rejected"],
     )
     return [ages, rejected]
