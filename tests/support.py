@@ -42,11 +42,12 @@ Sections = Mapping[str, Mapping[str, Any]]
 
 # Bridge config presets, given positionally: bridge_config(url, FAULT_TIMING, cache={...}).
 FAULT_TIMING: Sections = {
-    # The fault tests: 1 s timeouts, a 2 s backoff doubling up to 16 s, the breaker
-    # after 3 failures, a 10 s refresh and 60 s of maximum staleness.
+    # The fault tests: 1 s timeouts (then 2 s left alone), a 2 s backoff doubling up to
+    # 16 s, the breaker after 3 failures, a 10 s refresh and 60 s of maximum staleness.
     "upstream": {
         "timeout": 1.0,
         "devicelist_timeout": 1.0,
+        "after_timeout": 2.0,
         "backoff_initial": 2.0,
         "backoff_max": 16.0,
         "breaker_threshold": 3,

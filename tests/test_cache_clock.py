@@ -121,7 +121,10 @@ async def test_the_injected_clock_drives_upstream_timeouts(
     clock = FakeClock()
     sim = await start_simulator()
     await sim.fault("hang")
-    bridge = await start_bridge(sim.url, clock=clock, upstream={"timeout": 30.0})
+    # The client would wait longer (server.client_wait) than the request may take.
+    bridge = await start_bridge(
+        sim.url, clock=clock, upstream={"timeout": 30.0}, server={"client_wait": 60.0}
+    )
     asked = asyncio.create_task(bridge.get(GET_COMM))
     await asyncio.sleep(0.05)
     await clock.advance(29.0)

@@ -120,7 +120,8 @@ async def test_300_distinct_vars_names_cost_at_most_what_pacing_allows(
     elapsed = await until_answered(clock, asked, 0.5, 300.0)
     statuses = [task.result().status for task in asked]
     assert set(statuses[:150]) == {400}  # held tree, no such variable: from memory
-    assert set(statuses[150:]) <= {400, 429, 503}  # the PVS's "no such variable", or refused
+    # The PVS's "no such variable", refused, or (queued past server.client_wait) told to ask again.
+    assert set(statuses[150:]) <= {400, 429, 503, 504}
     assert 400 in statuses[150:]  # some did reach the PVS, paced
     stats = await simulator.stats()
     assert stats["total"] <= elapsed / 1.0 + 1

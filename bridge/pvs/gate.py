@@ -5,7 +5,9 @@ turn here. Waiters queue in FIFO order up to `queue_limit`; beyond that a caller
 GateFull at once. Between the end of one request and the start of the next the gate
 waits `min_interval`, so the PVS never sees two arrivals closer than that, whoever asks.
 The backoff is checked on entry and again when a turn comes, so a queue of waiters does
-not turn into a burst against a sick PVS.
+not turn into a burst against a sick PVS. After a request timed out, no request starts
+for `after_timeout`: the PVS is most likely still working on the one the bridge gave up
+on, and a second one would be two at once for it.
 """
 
 from __future__ import annotations
@@ -16,19 +18,26 @@ from contextlib import asynccontextmanager
 
 from bridge.clock import Clock
 from bridge.pvs.backoff import Backoff
-from bridge.pvs.errors import BackingOff, GateFull
+from bridge.pvs.errors import BackingOff, GateFull, TimedOut
 
 
 class Gate:
     """One turn at a time at the PVS, at most `queue_limit` waiting, `min_interval` apart."""
 
     def __init__(
-        self, clock: Clock, backoff: Backoff, *, queue_limit: int, min_interval: float
+        self,
+        clock: Clock,
+        backoff: Backoff,
+        *,
+        queue_limit: int,
+        min_interval: float,
+        after_timeout: float = 0.0,
     ) -> None:
         self._clock = clock
         self.backoff = backoff
         self.queue_limit = queue_limit
         self.min_interval = min_interval
+        self.after_timeout = after_timeout
         self._lock = asyncio.Lock()
         self._last_end = float("-inf")
         self.waiting = 0
@@ -53,6 +62,9 @@ class Gate:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 yield
+            except TimedOut:
+                self._leave_alone()
+                raise
             finally:
                 self.in_flight -= 1
                 self._last_end = self._clock.monotonic()
@@ -68,6 +80,12 @@ class Gate:
         wait = self._last_end + self.min_interval - self._clock.monotonic()
         if self.min_interval > 0 and wait > 0:
             await self._clock.sleep(wait)
+
+    def _leave_alone(self) -> None:
+        """Hold every attempt for `after_timeout` (through the backoff, which every
+        scheduler and /health already follow)."""
+        until = self._clock.monotonic() + self.after_timeout
+        self.backoff.not_before = max(self.backoff.not_before, until)
 
     def _check_backoff(self) -> None:
         wait = self.backoff.wait_seconds()
