@@ -5,6 +5,10 @@ Everything runs on 127.0.0.1 in this process: a simulator, a bridge served exact
 and is followed by a recovery phase (`ok`) that measures how long the bridge takes to
 report `ok` again. At the end the fragile PVS is polled by the same clients directly,
 for comparison. Bounded: phases x seconds, plus a few seconds; prints a Markdown table.
+
+`abandoned` is no fault mode of the simulator: for that phase its DeviceList takes longer
+than the bridge waits for it, and the simulator, as a PVS does, works on to the end after
+the bridge has hung up; the bridge must not send the next one before that end.
 """
 
 from __future__ import annotations
@@ -36,8 +40,17 @@ FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("nometers", {}),
     ("down", {}),
     ("flaky", {"fraction": 0.5, "seed": 3}),
+    ("huge_body", {}),  # a 100 MB DeviceList (Content-Length announced)
+    ("endless_body", {}),  # chunked, never ending
+    ("redirect", {}),
+    ("too_many", {"retry_after": 10}),
+    ("unsolicited", {}),
+    ("abandoned", {}),
     ("fragile", FRAGILE),
 ]
+LATENCY = 0.3  # seconds a DeviceList takes
+ABANDONED_LATENCY = 5.0  # abandoned: past the bridge's 3 s, 2 s of work left when it hangs up
+AFTER_TIMEOUT = 4.0  # the bridge leaves a PVS alone this long after a timeout
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Phase:
     upstream: int = 0
     reboots: int = 0
     recovery: float | None = None
+    body_bytes: int = 0  # of the oversized bodies the PVS managed to send
 
 
 @dataclass
@@ -99,7 +113,7 @@ async def health_ok(session: aiohttp.ClientSession, url: str) -> bool:
 
 async def main(args: argparse.Namespace) -> None:
     """Run every phase and print the table."""
-    simulator = sim_server.build(sim_server.SimulatorOptions(latency=0.3))
+    simulator = sim_server.build(sim_server.SimulatorOptions(latency=LATENCY))
     sim_runner, sim_url = await sim_server.start(simulator, "127.0.0.1", 0)
     # server.listen is not bound: the site below picks a free loopback port.
     cfg = config.load(
@@ -117,6 +131,7 @@ async def main(args: argparse.Namespace) -> None:
                 "devicelist_timeout": 3.0,
                 "backoff_initial": 1.0,
                 "backoff_max": 8.0,
+                "after_timeout": AFTER_TIMEOUT,
                 "ws_url": "off",  # this run is about the HTTP side; no feed to connect to
             },
             "cache": {"refresh": 5.0, "max_stale": args.max_stale},
@@ -144,6 +159,7 @@ async def main(args: argparse.Namespace) -> None:
         run.stop = True
         await asyncio.gather(*clients)
         sim_stats = await control(session, simulator, "/_sim/stats")
+        sim_stats["faults"] = await control(session, simulator, "/_sim/faults")
         direct = await direct_fragile(session, simulator, sim_url, args)
     await runner.cleanup()
     await sim_runner.cleanup()
@@ -162,12 +178,16 @@ async def fault_phase(
     before = await control(session, sim, "/_sim/stats")
     faults_before = await control(session, sim, "/_sim/faults")
     run.phase = phase = Phase(mode)
+    if mode == "abandoned":
+        sim.options.latency = ABANDONED_LATENCY
+        mode = "ok"
     await control(session, sim, "/_sim/faults", {"mode": mode, **params})
     await asyncio.sleep(seconds)
     after = await control(session, sim, "/_sim/stats")
     phase.upstream = after["total"] - before["total"]
     faults_after = await control(session, sim, "/_sim/faults")
     phase.reboots = faults_after["reboots"] - faults_before["reboots"]
+    phase.body_bytes = faults_after["body_bytes_sent"] - faults_before["body_bytes_sent"]
     return phase
 
 
@@ -182,6 +202,7 @@ async def recovery_phase(
     """Back to `ok`: how long until /health says ok (bounded by 3 phases)."""
     before = await control(session, sim, "/_sim/stats")
     run.phase = phase = Phase(f"ok after {mode}")
+    sim.options.latency = LATENCY
     await control(session, sim, "/_sim/faults", {"mode": "ok"})
     started = time.monotonic()
     while time.monotonic() - started < 3 * seconds:
@@ -247,7 +268,18 @@ def print_table(
     print(
         f"\nthrough the bridge: {sum(total.values())} client answers "
         f"({', '.join(f'{k}: {v}' for k, v in sorted(total.items()))}); "
-        f"PVS saw {stats['total']} requests, at most {stats['max_concurrent']} at once"
+        f"PVS saw {stats['total']} requests, at most {stats['max_concurrent']} at once "
+        f"(abandoned by the bridge and worked on to their end: {stats.get('abandoned', 0)})"
+    )
+    faults = stats["faults"]
+    sent = ", ".join(
+        f"{phase.name} {phase.body_bytes / 1e6:.1f} MB" for phase in phases if phase.body_bytes
+    )
+    print(
+        f"oversized bodies the PVS got onto the socket (the bridge reads at most "
+        f"max_body_bytes, 8 MiB, of each): {sent or 'none'}; unsolicited answers: "
+        f"{faults['unsolicited_sent']} written on an open connection, "
+        f"{faults['unsolicited_dropped']} found it closed"
     )
 
 
