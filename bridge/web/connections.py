@@ -150,10 +150,14 @@ class Connection(RequestHandler):
         self._start_head_deadline()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_deadline is None and awaiting_request(self):
-            self._start_head_deadline()  # the first bytes of the next request head
         super().data_received(data)
-        if self._head_deadline is not None and not awaiting_request(self):
+        if awaiting_request(self):
+            # Part of a request head: it has header_timeout from now (from the connection's
+            # start, for a new one). A head that came whole, as almost every one does,
+            # costs no timer at all.
+            if self._head_deadline is None and data:
+                self._start_head_deadline()
+        elif self._head_deadline is not None:
             self._stop_head_deadline()  # the head is complete: a request is being answered
         self._table.touch(self)
 
