@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bridge.clock import FakeClock
+from bridge.simulator.faults import FaultError, FaultSettings
 from bridge.web.keys import CACHE
 from tests.hostile_pvs import Asked, HostilePVS, closed_by_client, hostile_pvs, pad_forever
 from tests.support import (
@@ -162,3 +163,9 @@ async def test_the_simulator_s_huge_bodies_never_replace_good_data(
     assert document["status"] == "degraded"
     assert document["upstream"]["last_error"]["kind"] == "too_large"
     assert (await sim.stats())["max_concurrent"] == 1
+
+
+@pytest.mark.parametrize("size", [1.5, True, -1, "big"])
+def test_the_simulator_refuses_a_body_size_that_is_not_a_whole_number(size: object) -> None:
+    with pytest.raises(FaultError):
+        FaultSettings.parse({"mode": "huge_body", "size": size})
