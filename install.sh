@@ -37,7 +37,7 @@ without a terminal nothing is ever asked.
                        it holds wheels; else PyPI)
   --undo               remove the bridge and every change the install made
                        (ansible/undeploy.yml), then Ansible and the settings file
-  --check              show what would change, change nothing
+  --check              show what would change, change nothing (but install Ansible)
   -y, --yes            ask nothing (use what is detected, and the defaults)
   -h, --help           this text
 USAGE
@@ -180,8 +180,14 @@ if $interactive && [[ ! -f $settings ]]; then
   [[ $(ask "Provision this Pi as the PVS bridge now? (yes/no)" yes) == yes ]] || die "nothing changed"
 fi
 
+if $check && [[ ! -f $settings ]]; then
+  # --check changes nothing on the Pi: the first settings go to a file that is thrown away.
+  settings=$(mktemp)
+  trap 'rm -f "$settings"' EXIT
+  rm -f "$settings"
+fi
 if [[ ! -f $settings ]]; then
-  install -d -m 0755 "$settings_dir"
+  install -d -m 0755 "$(dirname "$settings")"
   (umask 077 && cat >"$settings" <<SETTINGS
 # pvs-bridge settings for this Pi: the one place for them. install.sh wrote this file on
 # its first run and reads it on every run: edit it, then run \`sudo ./install.sh\` again.
@@ -215,4 +221,8 @@ else
 fi
 
 playbook site.yml
-say "done: http://$hostname_value.local:8080/health"
+if $check; then
+  say "checked: nothing was changed"
+else
+  say "done: http://$hostname_value.local:8080/health"
+fi
