@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Boot the lab's "Pi" (the root filesystem in ROOT) with systemd-nspawn and keep it wired.
 #
-# Usage: pi.sh ROOT PVS_NS LAN_NS WORK
-# The Pi gets two veths: eth0 into the PVS namespace's bridge, eth1 into the home-LAN
-# namespace's bridge. A reboot inside the container ends systemd-nspawn with status 133
+# Usage: pi.sh ROOT PVS_NS LAN_NS WORK MACHINE PVS_VETH LAN_VETH
+# The Pi (machine name MACHINE) gets two veths: eth0 into the PVS namespace's bridge, eth1
+# into the home-LAN namespace's bridge; their host-side ends are PVS_VETH and LAN_VETH
+# (per run, so that two labs on one machine never share a name). A reboot inside the container ends systemd-nspawn with status 133
 # (the veths die with it); this supervisor then boots it again and rewires the new veths,
 # like systemd-nspawn@.service's RestartForceExitStatus=133 would. It stops on any other
 # exit, after MAX_BOOTS boots, or on SIGTERM (which powers the container off cleanly).
 set -uo pipefail
 
-root=$1 pvs_ns=$2 lan_ns=$3 work=$4
+root=$1 pvs_ns=$2 lan_ns=$3 work=$4 machine=$5 pvs_veth=$6 lan_veth=$7
 max_boots=4
 nspawn_pid=
 
@@ -35,13 +36,13 @@ wire() {  # host-side veth name, namespace
 
 for ((boot = 1; boot <= max_boots; boot++)); do
   echo "$boot" > "$work/boots"
-  systemd-nspawn --quiet --boot --directory="$root" --machine=pvslab-pi \
+  systemd-nspawn --quiet --boot --directory="$root" --machine="$machine" \
     --register=no --keep-unit --resolv-conf=off --timezone=off --link-journal=no \
-    --network-veth-extra=pvslab-pvs:eth0 --network-veth-extra=pvslab-lan:eth1 \
+    --network-veth-extra="$pvs_veth:eth0" --network-veth-extra="$lan_veth:eth1" \
     </dev/null >>"$work/console.log" 2>&1 &
   nspawn_pid=$!
   echo "$nspawn_pid" > "$work/nspawn.pid"
-  if ! wire pvslab-pvs "$pvs_ns" || ! wire pvslab-lan "$lan_ns"; then
+  if ! wire "$pvs_veth" "$pvs_ns" || ! wire "$lan_veth" "$lan_ns"; then
     echo "pi.sh: could not wire the veths of boot $boot" >&2
   fi
   wait "$nspawn_pid"
