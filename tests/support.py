@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,3 +354,51 @@ async def until(
             return
         await asyncio.sleep(pause)
     raise AssertionError("condition never held")
+
+
+# What a `pvs-bridge serve` process in a test leaves out: the summary line, the live feed
+# on both sides, the rate limit; a short shutdown grace.
+SERVE_ENV = {
+    "PVS_BRIDGE_SERVER_SUMMARY_INTERVAL": "0",
+    "PVS_BRIDGE_SERVER_LISTEN_WS": "",
+    "PVS_BRIDGE_UPSTREAM_WS_URL": "off",
+    "PVS_BRIDGE_SERVER_SHUTDOWN_GRACE": "3",
+    "PVS_BRIDGE_RATE_LIMIT_ENABLED": "false",
+}
+
+
+async def serve_process(
+    upstream: str,
+    state_dir: Path,
+    port: int,
+    *flags: str,
+    env: Mapping[str, str] | None = None,
+    stderr: int = asyncio.subprocess.DEVNULL,
+    preexec_fn: Callable[[], None] | None = None,
+) -> asyncio.subprocess.Process:
+    """`pvs-bridge serve` as a real process, as systemd runs it (`env` on top of SERVE_ENV)."""
+    environment = {
+        **os.environ,
+        **SERVE_ENV,
+        "PVS_BRIDGE_SERVER_STATE_DIR": str(state_dir),
+        **(env or {}),
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{port}",
+        "--upstream", upstream, *flags, env=environment,
+        stdout=asyncio.subprocess.DEVNULL, stderr=stderr, preexec_fn=preexec_fn,
+    )  # fmt: skip
+
+
+async def health_when_serving(process: asyncio.subprocess.Process, url: str) -> dict[str, Any]:
+    """/health of the process once it answers (bounded: 100 tries); fails if it exited."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            assert process.returncode is None, f"the bridge exited with {process.returncode}"
+            try:
+                async with session.get(f"{url}/health") as response:
+                    document: dict[str, Any] = await response.json()
+                    return document
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    raise AssertionError("the bridge never started serving")

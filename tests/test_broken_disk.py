@@ -16,11 +16,9 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import resource
 import signal
 import ssl
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,9 @@ from tests.support import (
     bridge_config,
     free_port,
     health,
+    health_when_serving,
     idle,
+    serve_process,
 )
 
 WALL = 1_700_000_000.0
@@ -123,40 +123,14 @@ async def _serve(
     upstream: str, state_dir: Path, port: int, tls_port: int, file_limit: int | None = None
 ) -> asyncio.subprocess.Process:
     """`pvs-bridge serve --listen-tls` as a real process (optionally under a file-size limit)."""
-    env = {
-        **os.environ,
-        "PVS_BRIDGE_SERVER_STATE_DIR": str(state_dir),
-        "PVS_BRIDGE_SERVER_SUMMARY_INTERVAL": "0",
-        "PVS_BRIDGE_SERVER_LISTEN_WS": "",
-        "PVS_BRIDGE_UPSTREAM_WS_URL": "off",
-        "PVS_BRIDGE_SERVER_SHUTDOWN_GRACE": "3",
-        "PVS_BRIDGE_RATE_LIMIT_ENABLED": "false",
-    }
 
     def limit_files() -> None:
         if file_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{port}",
-        "--listen-tls", f"127.0.0.1:{tls_port}", "--upstream", upstream, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        preexec_fn=limit_files,
-    )  # fmt: skip
-
-
-async def _health_of(process: asyncio.subprocess.Process, url: str) -> dict[str, Any]:
-    """/health of the process once it answers (bounded: 100 tries); fails if it exited."""
-    async with aiohttp.ClientSession() as session:
-        for _ in range(100):
-            assert process.returncode is None, f"the bridge exited with {process.returncode}"
-            try:
-                async with session.get(f"{url}/health") as response:
-                    document: dict[str, Any] = await response.json()
-                    return document
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    raise AssertionError("the bridge never started serving")
+    return await serve_process(
+        upstream, state_dir, port, "--listen-tls", f"127.0.0.1:{tls_port}", preexec_fn=limit_files
+    )
 
 
 async def _stop(process: asyncio.subprocess.Process) -> int:
@@ -181,7 +155,7 @@ async def test_without_a_certificate_only_tls_is_off_and_http_serves(
     url = f"http://127.0.0.1:{port}"
     process = await _serve(simulator.url, state_dir, port, tls_port, limit)
     try:
-        document = await _health_of(process, url)
+        document = await health_when_serving(process, url)
         assert document["tls"]["wanted"] is True
         assert document["tls"]["listening"] is False
         assert "state_dir" in document["tls"]["reason"]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +24,13 @@ from tests.support import (
     free_port,
     idle,
     raw_request,
+    serve_process,
 )
 
 
 async def start_serve(upstream: str, state_dir: Path, port: int) -> asyncio.subprocess.Process:
     """`pvs-bridge serve` as a real process, as systemd runs it."""
-    env = {
-        **os.environ,
-        "PVS_BRIDGE_SERVER_STATE_DIR": str(state_dir),
-        "PVS_BRIDGE_SERVER_SUMMARY_INTERVAL": "0",
-        "PVS_BRIDGE_SERVER_LISTEN_WS": "",
-        "PVS_BRIDGE_UPSTREAM_WS_URL": "off",
-        "PVS_BRIDGE_SERVER_SHUTDOWN_GRACE": "3",
-        "PVS_BRIDGE_RATE_LIMIT_ENABLED": "false",
-        "PVS_BRIDGE_UPSTREAM_TIMEOUT": "60",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{port}",
-        "--upstream", upstream, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    return await serve_process(upstream, state_dir, port, env={"PVS_BRIDGE_UPSTREAM_TIMEOUT": "60"})
 
 
 async def wait_serving(session: aiohttp.ClientSession, url: str) -> None:

@@ -11,14 +11,13 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge.host.systemd import Notifier, watchdog_interval
-from tests.support import Sim, free_port
+from tests.support import Sim, free_port, serve_process
 
 WATCHDOG_USEC = 200_000  # pings every 0.1 s: a few in a short test
 
@@ -45,20 +44,14 @@ async def test_serve_says_ready_then_pings_the_watchdog_then_says_stopping(
     simulator: Sim, notify_socket: socket.socket, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ,
         "NOTIFY_SOCKET": str(tmp_path / "notify"),
         "WATCHDOG_USEC": str(WATCHDOG_USEC),
         "JOURNAL_STREAM": "8:12345",
-        "PVS_BRIDGE_SERVER_STATE_DIR": str(tmp_path / "state"),
-        "PVS_BRIDGE_SERVER_LISTEN_WS": "",
-        "PVS_BRIDGE_UPSTREAM_WS_URL": "off",
+        "WATCHDOG_PID": "",  # as if systemd had not set it (an empty value names no PID)
     }
-    env.pop("WATCHDOG_PID", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "serve", "--listen", f"127.0.0.1:{free_port()}",
-        "--upstream", simulator.url, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await serve_process(
+        simulator.url, tmp_path / "state", free_port(), env=env, stderr=asyncio.subprocess.PIPE
+    )
     try:
         ready = await receive(notify_socket)
         assert ready.splitlines()[0] == "READY=1"
