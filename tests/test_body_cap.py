@@ -127,10 +127,11 @@ async def test_a_body_over_the_cap_is_cut_and_counted_as_a_failure(
 async def test_an_answer_under_the_cap_is_read_whole(
     start_bridge: BridgeFactory, start_simulator: SimulatorFactory
 ) -> None:
-    sim = await start_simulator()
+    clock = FakeClock()  # the PVS's values and CURTIME stand still: both reads are alike
+    sim = await start_simulator(clock)
     good = await (await sim.session.get(sim.url + DEVICE_LIST)).read()
     assert len(good) < 65536 <= CAP
-    bridge = await start_bridge(sim.url, upstream={"max_body_bytes": 65536})
+    bridge = await start_bridge(sim.url, clock=clock, upstream={"max_body_bytes": 65536})
     response = await bridge.get(DEVICE_LIST)
     assert response.status == 200
     assert await response.read() == good
