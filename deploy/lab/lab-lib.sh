@@ -40,9 +40,16 @@ ssh_options=(-q -i "$key" -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyC
 pi() { in_lan ssh "${ssh_options[@]}" "pi@$pi_lan_addr" "$@"; }
 probe() { in_lan "$venv/bin/python" "$here/probe.py" "$@"; }
 
-# recap_changed LOG: the changed= count of the last PLAY RECAP line in LOG ("" if none).
-recap_of() { grep -E '^[^ ]+ +: ok=' "$1" | tail -n1 | sed -E 's/^[^:]*: +//; s/ +/ /g'; }
-changed_of() { sed -nE 's/.*changed=([0-9]+).*/\1/p' <<<"$1"; }
+# recap_of LOG: the PLAY RECAP of every host in LOG, on one line ("" if none), e.g.
+# "pvs-bridge: ok=70 changed=0 failed=0 skipped=23" (the zero counts of rarer states left out).
+recap_of() {
+  grep -E '^[^ ]+ +: ok=' "$1" | sed -E 's/ +: +/: /; s/ +/ /g; s/ (unreachable|rescued|ignored)=0//g; s/ $//' |
+    paste -sd'|' | sed 's/|/ | /g'
+}
+# changed_of RECAP: the changed= counts of every host in RECAP, added up ("" if none).
+changed_of() {
+  grep -oE 'changed=[0-9]+' <<<"$1" | cut -d= -f2 | awk '{n += $1} END {if (NR) print n}'
+}
 
 # show_failure LOG: the lines around Ansible's first error, for the suite log.
 show_failure() {

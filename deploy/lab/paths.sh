@@ -86,12 +86,13 @@ laptop_path() {
   check_restart
   check_reboot
   check_cable
-  done+=(1st "2nd(changed=0)" restart reboot cable)
+  check_upgrade
+  done+=(1st 2nd-idle restart reboot cable upgrade)
   laptop laptop-undo undo-laptop
   check_undone "make undeploy"
   laptop laptop-undo-again undo-laptop
   second_run_idle laptop-undo-again
-  parts+=("laptop: ${done[*]} undo undo(changed=0)")
+  parts+=("laptop: ${done[*]} undo undo-idle")
 }
 
 on_pi_path() {
@@ -106,7 +107,7 @@ on_pi_path() {
   second_run_idle on-pi-second
   on_pi on-pi-undo undo-on-pi
   check_undone "install.sh --undo"
-  parts+=("on-pi: 1st 2nd(changed=0) undo")
+  parts+=("on-pi: 1st 2nd-idle undo")
 }
 
 # The PVS cable pulled (or the PVS off): eth0 loses its link. Re-running the deploy then
@@ -130,4 +131,34 @@ check_cable() {
   }
   retry 180 recovered || fail "the bridge did not recover after the cable came back: $(recovered 2>&1)"
   fact "cable pulled: deploy ok with changed=0, bridge ok again once plugged back"
+}
+
+# The checkout changes (as after git pull) and its wheel is rebuilt, same version: the
+# deploy puts the new wheel in place and restarts the bridge, the state directory stays,
+# and the run after that changes nothing.
+check_upgrade() {
+  local marker="# lab upgrade $run"
+  say "$suite: upgrading in place (the checkout changed, its wheel rebuilt)"
+  echo "$marker" >>"$checkout/bridge/__init__.py"
+  rm -f "$work/wheelhouse"/pvs_bridge-*.whl
+  SOURCE_DATE_EPOCH=315532800 "$venv/bin/pip" wheel --quiet --disable-pip-version-check --no-deps \
+    -w "$work/wheelhouse" "$checkout" >"$work/upgrade-wheel.log" 2>&1 ||
+    { tail -20 "$work/upgrade-wheel.log"; fail "could not rebuild the bridge's wheel"; }
+  local state before after
+  # (the state directory is the service user's alone: looked at with sudo)
+  state='sudo find /var/lib/pvs-bridge -type f -exec sha256sum {} + | sort -k2'
+  pi 'sudo touch /var/lib/pvs-bridge/lab-kept' || fail "no state directory /var/lib/pvs-bridge"
+  before=$(pi "$state" | grep -E 'lab-kept|\.(pem|crt|key)$')
+  laptop laptop-upgrade laptop
+  (($(changed_of "$recap") > 0)) || fail "the changed checkout was not installed: $recap"
+  pi "grep -qxF '$marker' /opt/pvs-bridge/venv/lib/python3*/site-packages/bridge/__init__.py" ||
+    fail "after the upgrade, the Pi's bridge/__init__.py lacks the new line"
+  after=$(pi "$state")
+  while read -r line; do
+    grep -qxF "$line" <<<"$after" || fail "the upgrade lost or changed ${line##* } in the state directory"
+  done <<<"$before"
+  check_health_only
+  laptop laptop-upgrade-again laptop
+  second_run_idle laptop-upgrade-again
+  fact "upgrade in place: new wheel installed, state directory kept ($(wc -l <<<"$before") files: certificate, marker), next run changed=0"
 }

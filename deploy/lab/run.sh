@@ -4,6 +4,8 @@
 # Raspberry Pi OS images in use. See suite.sh for what one suite does.
 #
 # Usage: run.sh [SUITE...]   (default: $LAB_SUITES, else "bookworm trixie")
+# While working on the lab: LAB_PATHS=on-pi (or laptop) runs one deploy path, and
+# LAB_HOLD=SECONDS keeps a failed suite's Pi up that long (the SSH command is printed).
 # Ends with exactly one line per suite, "lab: ok SUITE ...", "lab: FAILED SUITE ..." or
 # "lab: skipped SUITE: <reason>" (exit 0 when skipped), each naming its log.
 #

@@ -73,7 +73,7 @@ cleanup() {
   ip netns del "$lan_ns" 2>/dev/null
   ip link del "$pvs_veth" 2>/dev/null
   ip link del "$lan_veth" 2>/dev/null
-  rm -rf "$work/root" "$work/cp" "$work/tmp" "$work/checkout"
+  rm -rf "$work/root" "$work/cp" "$work/tmp" "$work/checkout" "$work/wheelhouse"
   rm -f "$work/pi.pid" "$work/nspawn.pid" "$work/pids"
   [[ -s $work/result ]] || echo "FAILED: stopped (status $rc)" >"$work/result"
   exit "$rc"
