@@ -71,8 +71,11 @@ reap_dead_runs "$here/work"
 
 workdir="$here/work/$run"
 mkdir -p "$workdir"
-"$venv/bin/python" "$here/check-unit-drift.py" >"$workdir/unit-drift.log" ||
-  { cat "$workdir/unit-drift.log"; echo "lab: FAILED: systemd unit drift"; exit 1; }
+if ! "$venv/bin/python" "$here/check-unit-drift.py" >"$workdir/unit-drift.log"; then
+  cat "$workdir/unit-drift.log"
+  for suite in "${suites[@]}"; do echo "lab: FAILED $suite: systemd unit drift (see above)"; done
+  exit 1
+fi
 
 # --- the suites, one after the other -------------------------------------------------------------
 child=

@@ -3,7 +3,7 @@
 # systemd-nspawn, wired to a simulated PVS and a home LAN, provisioned and undone by
 # each deploy path the README documents, with the facts checked after each step.
 #
-#   [pvslab<run>-pvs netns]            [systemd-nspawn -b "Pi"]            [pvslab<run>-lan netns]
+#   [pvslab<run>-<suite>-pvs netns]    [systemd-nspawn -b "Pi"]      [pvslab<run>-<suite>-lan netns]
 #   br0 172.27.153.1/24  <-- veth -->  eth0 (DHCP from the "PVS")
 #   pvs-bridge simulate :80            eth1 (DHCP from the "router") <-- veth -->  br0 10.203.0.1/24
 #   dnsmasq: DHCP, gateway+DNS=itself                                     dnsmasq (home router)
