@@ -147,3 +147,35 @@ def test_a_good_configuration_passes_the_check(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Stop on a bad configuration" in done.stdout
     assert "skipping" in done.stdout.split("Stop on a bad configuration")[1]
+
+
+FIREWALL = ROOT / "ansible" / "roles" / "firewall"
+FIREWALL_RENDER = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files: [{defaults}]
+  tasks:
+    - ansible.builtin.copy:
+        content: "{{{{ firewall_bridge_ports | to_json }}}}"
+        dest: "{{{{ out }}}}"
+        mode: "0600"
+"""
+
+
+@pytest.mark.parametrize(
+    ("bridge_config", "ports"),
+    [
+        ({}, [80, 443, 8080, 9002]),
+        ({"server": {"listen": ["0.0.0.0:8081"], "listen_tls": []}}, [8081, 9002]),
+        ('{"server": {"listen_ws": ["0.0.0.0:9003"]}}', [80, 443, 8080, 9003]),  # INI text
+    ],
+)
+def test_the_firewall_opens_the_ports_bridge_config_listens_on(
+    tmp_path: Path, bridge_config: object, ports: list[int]
+) -> None:
+    out = tmp_path / "ports.json"
+    book = FIREWALL_RENDER.format(defaults=FIREWALL / "defaults" / "main.yml")
+    result = ansible(book, tmp_path, {"out": str(out), "bridge_config": bridge_config})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(out.read_text()) == ports
