@@ -132,7 +132,6 @@ def _upstream(config: Config, clock: Clock, jitter: Callable[[], float]) -> Upst
         backoff,
         queue_limit=up.queue_limit,
         min_interval=up.min_interval,
-        after_timeout=up.after_timeout,
     )
     return Upstream(
         interfaces.resolve_upstream_url(up.url, up.interface),
@@ -144,6 +143,7 @@ def _upstream(config: Config, clock: Clock, jitter: Callable[[], float]) -> Upst
         tls_fingerprint=up.tls_fingerprint,
         max_body_bytes=up.max_body_bytes,
         daily_budget=up.daily_budget,
+        after_timeout=up.after_timeout,
     )
 
 

@@ -5,6 +5,9 @@ never redirected nor resent, goes on a connection of its own (closed after the a
 an answer the PVS sends unasked can never be read as the next request's), reads at most
 `upstream.max_body_bytes`, and its answer is judged here (see verdict): a failure feeds
 the backoff and the health record; only data the bridge asked for counts as a success.
+After a timeout the next attempt waits at least `after_timeout`: the PVS is most likely
+still working on the request the bridge gave up on, and a second one would be two at once
+for it.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class Upstream:
         tls_fingerprint: str = "",
         max_body_bytes: int = 8 * 1024 * 1024,
         daily_budget: int | None = None,
+        after_timeout: float = 0.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
@@ -111,6 +115,7 @@ class Upstream:
         self._verify_tls = verify_tls
         self._fingerprint = tls_fingerprint
         self.max_body_bytes = max_body_bytes
+        self.after_timeout = after_timeout
         self._session: aiohttp.ClientSession | None = None
         self.stats = UpstreamStats()
         self.budget = DailyBudget(clock, daily_budget)  # requests sent today (see budget)
@@ -184,7 +189,9 @@ class Upstream:
                 )
         except TimeoutError:
             message = f"PVS did not answer {send.name} within {send.timeout:g} s"
-            raise self.count_failure(TimedOut(message), send.name) from None
+            raise self.count_failure(
+                TimedOut(message), send.name, at_least=self.after_timeout
+            ) from None
         except UpstreamError as too_long:  # cut off while reading (see body)
             raise self.count_failure(too_long, send.name) from None
         except aiohttp.ClientError as exc:

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from bridge.clock import Clock
 from bridge.pvs.backoff import Backoff
-from bridge.pvs.errors import BackingOff, GateFull, TimedOut
+from bridge.pvs.errors import BackingOff, GateFull
 
 
 class Gate:
@@ -31,13 +31,11 @@ class Gate:
         *,
         queue_limit: int,
         min_interval: float,
-        after_timeout: float = 0.0,
     ) -> None:
         self._clock = clock
         self.backoff = backoff
         self.queue_limit = queue_limit
         self.min_interval = min_interval
-        self.after_timeout = after_timeout
         self._lock = asyncio.Lock()
         self._last_end = float("-inf")
         self.waiting = 0
@@ -62,9 +60,6 @@ class Gate:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 yield
-            except TimedOut:
-                self._leave_alone()
-                raise
             finally:
                 self.in_flight -= 1
                 self._last_end = self._clock.monotonic()
@@ -80,12 +75,6 @@ class Gate:
         wait = self._last_end + self.min_interval - self._clock.monotonic()
         if self.min_interval > 0 and wait > 0:
             await self._clock.sleep(wait)
-
-    def _leave_alone(self) -> None:
-        """Hold every attempt for `after_timeout` (through the backoff, which every
-        scheduler and /health already follow)."""
-        until = self._clock.monotonic() + self.after_timeout
-        self.backoff.not_before = max(self.backoff.not_before, until)
 
     def _check_backoff(self) -> None:
         wait = self.backoff.wait_seconds()
