@@ -204,6 +204,7 @@ class Upstream:
             error = BadAnswer(f"PVS answered {send.name} with {problem}", answer)
             error.retry_after = asked_to_wait
             raise self.count_failure(error, send.name, at_least=asked_to_wait or 0.0)
+        self.in_flight.answered(send.name, answer.elapsed)
         return answer
 
     def count_failure(

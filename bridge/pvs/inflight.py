@@ -57,18 +57,16 @@ class InFlight:
 
     @contextmanager
     def request(self, name: str, timeout: float) -> Iterator[None]:
-        """Around one request at the PVS: in flight while inside; an answer's time joins
-        its command's history (a failure's does not: a timeout says nothing of the usual)."""
-        started = self._clock.monotonic()
-        self.now = Request(name, started, timeout)
+        """Around one request at the PVS: in flight while inside."""
+        self.now = Request(name, self._clock.monotonic(), timeout)
         try:
             yield
-            self.answered(name, self._clock.monotonic() - started)
         finally:
             self.now = None
 
     def answered(self, name: str, seconds: float) -> None:
-        """One answer to `name` took `seconds`."""
+        """One good answer to `name` took `seconds` (a failure's time is not told: a
+        timeout says nothing of the usual)."""
         window = self._durations.get(name)
         if window is None:
             # Bounded: command names come from the allowlist, never from clients.
