@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
 from bridge.clock import Clock
 from bridge.pvs.devices import DeviceRead
+from bridge.site.timefmt import format_iso
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,6 @@ class RebootWatch:
         last = self.last_reboot_wall
         return {
             "reboots_seen": self.reboots,
-            "last_reboot": None if last is None else iso_utc(last),
+            "last_reboot": None if last is None else format_iso(last),
             "last_reboot_wall": last,
         }
-
-
-def iso_utc(wall: float) -> str:
-    """A wall-clock time as `2026-12-01T20:36:00Z`."""
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

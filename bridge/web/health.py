@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -19,6 +18,7 @@ from bridge.cache.answers import AnswerCache
 from bridge.clock import Clock
 from bridge.pvs.backend import Backend
 from bridge.pvs.client import Upstream
+from bridge.site.timefmt import format_iso
 from bridge.web.ratelimit import RateLimiter
 
 Describe = Callable[[], dict[str, object]]
@@ -27,9 +27,7 @@ Problems = Callable[[], list[str]]
 
 def iso(wall: float | None) -> str | None:
     """A wall-clock time as ISO 8601 UTC (None stays None)."""
-    if wall is None:
-        return None
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None if wall is None else format_iso(wall)
 
 
 @dataclass
@@ -59,7 +57,7 @@ class HealthReporter:
 
     def report(self) -> tuple[int, dict[str, object]]:
         """(HTTP status, JSON document)."""
-        status, reasons = self._verdict()
+        status, reasons = self.verdict()
         document: dict[str, object] = {
             "status": status,
             "reasons": reasons,
@@ -86,7 +84,8 @@ class HealthReporter:
         backoff = self.upstream.backoff.wait_seconds()
         return max(backoff, self.cache.refresh.next_in() or 0.0)
 
-    def _verdict(self) -> tuple[str, list[str]]:
+    def verdict(self) -> tuple[str, list[str]]:
+        """(status, reasons): what /health leads with, without the rest of the report."""
         backoff, record = self.upstream.backoff, self.upstream.record
         reasons: list[str] = []
         if backoff.consecutive_failures:
