@@ -88,10 +88,8 @@ def health_line(app: web.Application) -> Callable[[], str]:
     """The PVS's health in one line, for `systemctl status` ("PVS degraded: ...")."""
 
     def line() -> str:
-        _code, report = app[keys.HEALTH].report()
-        reasons = report.get("reasons")
-        first = f": {reasons[0]}" if isinstance(reasons, list) and reasons else ""
-        return f"PVS {report.get('status')}{first}"
+        status, reasons = app[keys.HEALTH].verdict()
+        return f"PVS {status}" + (f": {reasons[0]}" if reasons else "")
 
     return line
 
