@@ -9,6 +9,7 @@ The HTTP parser's own limits (request line, header size and count) come first; s
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ MAX_FIELD = 4096  # one header line
 MAX_HEADERS = 48
 MAX_QUERY = 1024
 MAX_BODY_DEFAULT = 4096  # for requests refused before any app (and its config) is involved
-MEMO_KEY_BYTES = 4096  # the largest path or header set whose verdict is kept (see Verdicts)
+MEMO_KEY_BYTES = 4096  # the largest header set whose verdict is kept (see Verdicts)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The 2025 API's varserver takes its query as a POST body (at most 1024 bytes on the
 # PVS); the application's client_max_size bounds what the handler reads of it.
@@ -75,7 +76,10 @@ class Verdicts:
         return sum(nbytes for _verdict, nbytes in self.held.values())
 
 
-def _judge_path(raw_path: str) -> str | None:
+# Paths need no Verdicts: the parser's MAX_LINE already bounds each one (1024 of them hold
+# at most 2 MB), so a plain lru_cache, the cheapest lookup on the hot path, is bounded.
+@functools.lru_cache(maxsize=1024)
+def _bad_path(raw_path: str) -> str | None:
     """Why a raw origin-form path is refused (None when it is fine)."""
     path = raw_path.partition("?")[0]
     if not path.startswith("/") or path.startswith("//"):
@@ -118,7 +122,6 @@ def headers_size(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int:
     return sum(len(name) + len(value) for name, value in raw_headers)
 
 
-_bad_path = Verdicts(_judge_path, entries=1024, key_bytes=MEMO_KEY_BYTES)
 _bad_headers = Verdicts(_judge_headers, entries=256, key_bytes=MEMO_KEY_BYTES)
 
 
