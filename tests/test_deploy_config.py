@@ -149,6 +149,25 @@ def test_a_good_configuration_passes_the_check(tmp_path: Path) -> None:
     assert "skipping" in done.stdout.split("Stop on a bad configuration")[1]
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"bridge_install_source": "pypi"},
+        {"bridge_install_source": "wheelhouse"},  # without bridge_wheelhouse_dir
+        {"bridge_config": {"server": {"state_dir": "/srv/elsewhere"}}},
+    ],
+)
+def test_bad_settings_stop_the_check_that_runs_before_any_change(
+    tmp_path: Path, settings: dict[str, object]
+) -> None:
+    # site.yml runs config_check before the network, firewall and appliance roles: a
+    # setting the bridge role cannot use must stop the play there, not after them.
+    done = ansible(CHECK, tmp_path, {"bridge_source_dir": str(ROOT), **settings})
+    assert done.returncode != 0
+    assert "Check the settings before changing anything" in done.stdout
+    assert "bridge_install_source is controller_wheel or wheelhouse" in done.stdout
+
+
 FIREWALL = ROOT / "ansible" / "roles" / "firewall"
 FIREWALL_RENDER = """
 - hosts: localhost
