@@ -54,7 +54,8 @@ $(DEPLOY_STAMP): ansible/controller-requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r ansible/controller-requirements.txt
 	@touch $@
 
-# A missing inventory would only print "skipping: no hosts matched" and exit 0.
+# A missing inventory: say what to do before Ansible starts (site.yml's own first play,
+# tasks/inventory_guard.yml, also fails on one, but after its parser's warnings).
 define check_inventory
 	@test -s $(INVENTORY) || { echo "make $@: no inventory at $(INVENTORY). Copy the example and put your Pi's address in it:"; \
 	  echo "  cp ansible/inventory.example.ini ansible/inventory.ini"; echo "(or INVENTORY=path/to/inventory)"; exit 2; }
