@@ -15,8 +15,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 pip=("$repo/.venv/bin/pip" --disable-pip-version-check)
 
-# ansible-core as the project pins it (pyproject.toml's dev extra), or what install.sh asks.
-ansible_core=$(grep -ohE '"ansible-core[^"]*"' "$repo/pyproject.toml" | tr -d '"' | head -n1)
+# ansible-core as install.sh and `make deploy` install it (ansible/controller-requirements.txt).
+ansible_core=$(grep -hE '^ansible-core' "$repo/ansible/controller-requirements.txt" | head -n1)
 ansible_core=${LAB_ANSIBLE_CORE:-${ansible_core:-ansible-core}}
 
 mkdir -p "$dest" "$cache_dir"
